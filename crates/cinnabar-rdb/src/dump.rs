@@ -1,0 +1,78 @@
+//! `DUMP` / `RESTORE` payloads: the object type byte and value exactly as in an RDB file,
+//! then the 2-byte little-endian RDB version (10) and the CRC64/Redis (little-endian) of
+//! everything before it.
+
+use crate::decoder::{DecodeOptions, Input};
+use crate::encoder::{EncodeOptions, ValueWriter};
+use crate::error::{RdbError, Result};
+use crate::lzf::Compressor;
+use crate::model::RdbValue;
+use crate::{CRC64, RDB_VERSION};
+
+/// Footer size: 2-byte version + 8-byte CRC64.
+const FOOTER_BYTES: usize = 10;
+
+/// Builds the payload `DUMP` returns for `value`.
+pub fn dump_payload(value: &RdbValue, options: &EncodeOptions) -> Result<Vec<u8>> {
+    let mut compressor = Compressor::new();
+    let mut payload = Vec::new();
+    ValueWriter::new(options, &mut compressor).write_typed_value(&mut payload, value)?;
+    payload.extend_from_slice(&(RDB_VERSION as u16).to_le_bytes());
+    let checksum = CRC64.checksum(&payload);
+    payload.extend_from_slice(&checksum.to_le_bytes());
+    Ok(payload)
+}
+
+/// What a payload holds besides the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredValue {
+    /// The decoded value.
+    pub value: RdbValue,
+    /// The RDB object type byte it was stored with.
+    pub rdb_type: u8,
+    /// The RDB version in the footer.
+    pub rdb_version: u16,
+}
+
+/// Decodes a `DUMP` payload as `RESTORE` does: checks the footer's version (at most 10) and
+/// CRC64 (unless `options.verify_checksum` is false), then requires the value to use the
+/// whole payload. An empty collection is an error here (Redis: "Bad data format").
+pub fn restore_payload(payload: &[u8], options: &DecodeOptions) -> Result<RestoredValue> {
+    if payload.len() < FOOTER_BYTES + 1 {
+        return Err(RdbError::corrupt("DUMP payload too short"));
+    }
+    let body_len = payload.len() - FOOTER_BYTES;
+    let version = u16::from_le_bytes([payload[body_len], payload[body_len + 1]]);
+    if u32::from(version) > RDB_VERSION {
+        return Err(RdbError::UnsupportedVersion(u32::from(version)));
+    }
+    let mut stored = [0u8; 8];
+    stored.copy_from_slice(&payload[body_len + 2..]);
+    let expected = u64::from_le_bytes(stored);
+    if options.verify_checksum {
+        let computed = CRC64.checksum(&payload[..body_len + 2]);
+        if computed != expected {
+            return Err(RdbError::ChecksumMismatch { expected, computed });
+        }
+    }
+    let body = &payload[..body_len];
+    let options = DecodeOptions {
+        input_len_bytes: Some(body.len() as u64),
+        ..options.clone()
+    };
+    let mut input = Input::new(body, options);
+    let rdb_type = input.read_u8()?;
+    let value = input
+        .read_value(rdb_type)?
+        .ok_or_else(|| RdbError::corrupt("DUMP payload holds an empty collection"))?;
+    if !input.into_inner().is_empty() {
+        return Err(RdbError::corrupt(
+            "DUMP payload has trailing bytes after the value",
+        ));
+    }
+    Ok(RestoredValue {
+        value,
+        rdb_type,
+        rdb_version: version,
+    })
+}

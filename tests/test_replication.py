@@ -1,0 +1,412 @@
+# tests/test_replication.py — replication between cinnabar-server and the real
+# redis-server 7.0, both directions:
+#   * a Cinnabar replica of a redis-server master (full sync of every type with
+#     TTLs in two databases, then streamed writes incl. relative expiries, SPOP,
+#     MULTI/EXEC, deletes), READONLY on the replica, WAIT on the master;
+#   * a redis-server replica of a Cinnabar master (same data set), INFO
+#     replication fields, WAIT returning the replica count;
+#   * a Cinnabar replica of a Cinnabar master, REPLICAOF NO ONE.
+# Data sets are compared key by key: TYPE, the value read with plain commands
+# (GET / LRANGE / HGETALL / SMEMBERS / ZRANGE WITHSCORES) and PTTL (approx).
+
+from __future__ import annotations
+
+import pytest
+
+from lib.wait import wait_for
+
+NKEYS = 3000
+
+
+def info(conn, section="replication") -> dict[str, str]:
+    text = conn.call("INFO", section).to_py().decode()
+    out = {}
+    for line in text.splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k] = v
+    return out
+
+
+def pipeline(conn, cmds):
+    for c in cmds:
+        conn.send_command(*c)
+    replies = [conn.read_reply() for _ in cmds]
+    for c, r in zip(cmds, replies):
+        assert not r.is_error, f"{c}: {r.raw!r}"
+    return replies
+
+
+def populate(conn, n=NKEYS, prefix="k"):
+    cmds = []
+    for i in range(n):
+        k = f"{prefix}{i}"
+        kind = i % 6
+        if kind == 0:
+            cmds.append(("SET", k, f"v{i}" * (1 + i % 7)))
+        elif kind == 1:
+            cmds.append(("SET", k, str(i * 1000)))
+        elif kind == 2:
+            cmds.append(("RPUSH", k, *[f"e{j}" for j in range(1 + i % 9)], "7", "-3"))
+        elif kind == 3:
+            cmds.append(("HSET", k, *sum(([f"f{j}", f"x{j}"] for j in range(1 + i % 5)), [])))
+        elif kind == 4:
+            if i % 4 == 0:
+                cmds.append(("SADD", k, *[str(j) for j in range(1 + i % 11)]))
+            else:
+                cmds.append(("SADD", k, *[f"m{j}" for j in range(1 + i % 11)]))
+        else:
+            cmds.append(("ZADD", k, *sum(([str(j * 1.5 - 3), f"z{j}"] for j in range(1 + i % 8)), [])))
+        if i % 10 == 0:
+            cmds.append(("PEXPIRE", k, str(200_000 + i)))
+    # large encodings: hashtable hash/set, skiplist zset, multi-node list
+    cmds.append(("HSET", f"{prefix}bighash", *sum(([f"f{j}", "y" * (j % 70)] for j in range(700)), [])))
+    cmds.append(("SADD", f"{prefix}bigset", *[f"s{j}" for j in range(600)]))
+    cmds.append(("ZADD", f"{prefix}bigzset", *sum(([str(j / 7), f"m{j}"] for j in range(300)), [])))
+    cmds.append(("RPUSH", f"{prefix}biglist", *[f"item-{j}" * 5 for j in range(2000)]))
+    # another database
+    cmds.append(("SELECT", "3"))
+    cmds.append(("SET", f"{prefix}db3", "three"))
+    cmds.append(("SADD", f"{prefix}db3set", "a", "b"))
+    cmds.append(("SELECT", "0"))
+    pipeline(conn, cmds)
+
+
+def more_writes(conn, prefix="k"):
+    cmds = [
+        ("INCR", f"{prefix}1"),
+        ("APPEND", f"{prefix}0", "++"),
+        ("EXPIRE", f"{prefix}6", "500"),
+        ("SET", f"{prefix}new", "x", "EX", "300"),
+        ("SETEX", f"{prefix}new2", "400", "y"),
+        ("SPOP", f"{prefix}4"),
+        ("SPOP", f"{prefix}10", "3"),
+        ("LPOP", f"{prefix}2"),
+        ("HDEL", f"{prefix}3", "f0"),
+        ("ZINCRBY", f"{prefix}5", "10", "z0"),
+        ("DEL", f"{prefix}7", f"{prefix}8"),
+        ("MULTI",),
+        ("INCRBY", f"{prefix}13", "5"),
+        ("RPUSH", f"{prefix}14", "tail"),
+        ("EXEC",),
+        ("PERSIST", f"{prefix}20"),
+        ("SELECT", "3"),
+        ("SET", f"{prefix}db3", "changed"),
+        ("SELECT", "0"),
+        ("SET", f"{prefix}gone", "soon", "PX", "1"),
+    ]
+    for i in range(100, 400):
+        cmds.append(("SET", f"{prefix}s{i}", str(i)))
+    pipeline(conn, cmds)
+
+
+def dataset(conn) -> dict:
+    out = {}
+    for db in (0, 3):
+        conn.call("SELECT", str(db))
+        keys = sorted(conn.call("KEYS", "*").to_py())
+        types = [r.to_py().decode() for r in pipeline(conn, [("TYPE", k) for k in keys])]
+        reads = []
+        for k, t in zip(keys, types):
+            reads.append({
+                "string": ("GET", k),
+                "list": ("LRANGE", k, "0", "-1"),
+                "hash": ("HGETALL", k),
+                "set": ("SMEMBERS", k),
+                "zset": ("ZRANGE", k, "0", "-1", "WITHSCORES"),
+            }[t])
+        values = [r.to_py() for r in pipeline(conn, reads)]
+        ttls = [r.to_py() for r in pipeline(conn, [("PTTL", k) for k in keys])]
+        for k, t, v, ttl in zip(keys, types, values, ttls):
+            if t == "hash":
+                v = sorted(zip(v[::2], v[1::2]))
+            elif t == "set":
+                v = sorted(v)
+            out[(db, k)] = (t, v, ttl)
+    conn.call("SELECT", "0")
+    return out
+
+
+def assert_same(master, replica):
+    a, b = dataset(master), dataset(replica)
+    assert sorted(a) == sorted(b), (
+        f"keys only on master: {sorted(set(a) - set(b))[:10]}, only on replica: {sorted(set(b) - set(a))[:10]}"
+    )
+    for key in a:
+        ta, va, pa = a[key]
+        tb, vb, pb = b[key]
+        assert (ta, va) == (tb, vb), f"{key}: master {ta} {va!r:.200} replica {tb} {vb!r:.200}"
+        if pa == -1 or pb == -1:
+            assert pa == pb, f"{key}: PTTL master {pa} replica {pb}"
+        else:
+            assert abs(pa - pb) < 3000, f"{key}: PTTL master {pa} replica {pb}"
+    return len(a)
+
+
+def link_up(replica):
+    return lambda: info(replica).get("master_link_status") == "up"
+
+
+def caught_up(master, replica):
+    def cond():
+        m, r = info(master), info(replica)
+        return m.get("master_repl_offset") == r.get("slave_repl_offset") and r.get("master_link_status") == "up"
+    return cond
+
+
+def test_cinnabar_replica_of_redis_master(make_server):
+    master = make_server("redis", [("repl-diskless-sync-delay", ["0"])])
+    mc = master.conn()
+    populate(mc)
+    replica = make_server("cinnabar", [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(link_up(rc), 20, "the Cinnabar replica's link to come up")
+    wait_for(caught_up(mc, rc), 10, "the replica to catch up after the full sync")
+    assert assert_same(mc, rc) > NKEYS - 10
+    more_writes(mc)
+    wait_for(caught_up(mc, rc), 10, "the replica to apply the streamed writes")
+    n = assert_same(mc, rc)
+    assert n > NKEYS
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    r = info(rc)
+    assert r["role"] == "slave" and r["master_port"] == str(master.port)
+    assert r["slave_read_only"] == "1" and r["master_sync_in_progress"] == "0"
+    hello = replica.conn().call("HELLO", "2").to_py()
+    assert hello[hello.index(b"role") + 1] == b"replica", hello
+    err = rc.call("SET", "x", "1")
+    assert err.is_error and err.raw.startswith(b"-READONLY You can't write against a read only replica.")
+    # A refused command counts as rejected_calls (Redis's rejectCommand), not as a call.
+    stat = rc.call("INFO", "commandstats").to_py().decode()
+    set_line = next(x for x in stat.split() if x.startswith("cmdstat_set:"))
+    assert ",rejected_calls=1," in set_line, set_line
+    m = info(mc)
+    assert m["connected_slaves"] == "1"
+    assert m["slave0"].startswith(f"ip=127.0.0.1,port={replica.port},state=online,offset=")
+    # The link drops: the Cinnabar replica continues with a partial resync.
+    assert mc.call("CLIENT", "KILL", "TYPE", "replica").to_py() == 1
+    pipeline(mc, [("SET", f"after-kill-{i}", str(i)) for i in range(50)])
+    wait_for(caught_up(mc, rc), 10, "the replica to resume after the link dropped")
+    assert_same(mc, rc)
+    st = info(mc, "stats")
+    assert (st["sync_full"], st["sync_partial_ok"]) == ("1", "1")
+
+
+def test_redis_replica_of_cinnabar_master(make_server):
+    master = make_server("cinnabar")
+    mc = master.conn()
+    populate(mc)
+    replica = make_server("redis", [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(link_up(rc), 20, "the redis-server replica's link to come up")
+    wait_for(caught_up(mc, rc), 10, "the redis-server replica to catch up after the full sync")
+    assert assert_same(mc, rc) > NKEYS - 10
+    more_writes(mc)
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    wait_for(caught_up(mc, rc), 10, "the redis-server replica to apply the streamed writes")
+    assert assert_same(mc, rc) > NKEYS
+    m = info(mc)
+    assert m["role"] == "master" and m["connected_slaves"] == "1"
+    assert m["slave0"].startswith(f"ip=127.0.0.1,port={replica.port},state=online,offset=")
+    assert m["repl_backlog_active"] == "1" and m["repl_backlog_size"] == "1048576"
+    assert int(m["master_repl_offset"]) > 0 and len(m["master_replid"]) == 40
+    # WAIT with more replicas than exist times out with the count.
+    assert mc.call("WAIT", "2", "100").to_py() == 1
+    # The link drops: the redis-server replica continues with a partial resync.
+    links = mc.call("CLIENT", "LIST", "TYPE", "replica").to_py().decode().splitlines()
+    assert len(links) == 1 and " flags=S " in links[0] and " cmd=psync " in links[0], links
+    assert mc.call("CLIENT", "KILL", "ID", links[0].split()[0].split("=")[1]).to_py() == 1
+    pipeline(mc, [("SET", f"after-kill-{i}", str(i)) for i in range(50)])
+    wait_for(caught_up(mc, rc), 10, "the redis-server replica to resume after the link dropped")
+    assert_same(mc, rc)
+    st = info(mc, "stats")
+    assert (st["sync_full"], st["sync_partial_ok"], st["sync_partial_err"]) == ("1", "1", "0")
+
+
+def test_cinnabar_replica_of_cinnabar_master_and_promotion(make_server):
+    master = make_server("cinnabar")
+    mc = master.conn()
+    populate(mc, 600)
+    replica = make_server("cinnabar")
+    rc = replica.conn()
+    assert rc.call("REPLICAOF", "127.0.0.1", str(master.port)).to_py() == b"OK"
+    wait_for(link_up(rc), 20, "the link to come up")
+    more_writes(mc)
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    wait_for(caught_up(mc, rc), 10, "the replica to catch up")
+    assert_same(mc, rc)
+    again = rc.call("REPLICAOF", "127.0.0.1", str(master.port))
+    assert again.to_py() == b"OK Already connected to specified master"
+    assert rc.call("REPLICAOF", "NO", "ONE").to_py() == b"OK"
+    assert info(rc)["role"] == "master"
+    assert rc.call("SET", "after", "promotion").to_py() == b"OK"
+    assert rc.call("GET", "k0").to_py() == mc.call("GET", "k0").to_py()
+
+
+def test_replica_output_limit_disconnects_then_resyncs(make_server):
+    import os
+    import signal
+
+    master = make_server("cinnabar", [("client-output-buffer-limit", ["replica", "256kb", "0", "0"])])
+    mc = master.conn()
+    populate(mc, 300)
+    replica = make_server("redis", [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(caught_up(mc, rc), 20, "the redis-server replica to sync")
+    os.kill(replica.pid, signal.SIGSTOP)
+    try:
+        big = "x" * 100_000
+        # far more than the hard limit plus what the kernel socket buffers absorb (and than
+        # the 1mb backlog): the master drops the link
+        for chunk in range(16):
+            pipeline(mc, [("SET", f"big-{chunk}-{i}", big) for i in range(20)])
+        wait_for(lambda: info(mc)["connected_slaves"] == "0", 10, "the master to drop the stalled replica")
+    finally:
+        os.kill(replica.pid, signal.SIGCONT)
+    wait_for(caught_up(mc, rc), 20, "the replica to resynchronise")
+    assert assert_same(mc, rc) > 500
+    assert info(mc, "stats")["sync_full"] == "2"
+
+
+def test_blocking_pops_and_expiry_replicate_to_redis(make_server):
+    master = make_server("cinnabar")
+    mc = master.conn()
+    replica = make_server("redis", [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(caught_up(mc, rc), 20, "the redis-server replica to sync")
+    c2 = master.conn()
+    c2.send_command("BLPOP", "bl", "10")
+    wait_for(lambda: "blocked_clients:1" in mc.call("INFO", "clients").to_py().decode(), 10, "BLPOP to block")
+    pipeline(mc, [("RPUSH", "bl", "a", "b", "c")])
+    assert c2.read_reply().to_py() == [b"bl", b"a"]
+    c2.send_command("BZPOPMIN", "bz", "10")
+    wait_for(lambda: "blocked_clients:1" in mc.call("INFO", "clients").to_py().decode(), 10, "BZPOPMIN to block")
+    pipeline(mc, [("ZADD", "bz", "1", "x", "2", "y")])
+    assert c2.read_reply().to_py() == [b"bz", b"x", b"1"]
+    c2.send_command("BLMOVE", "src", "dst", "LEFT", "RIGHT", "10")
+    wait_for(lambda: "blocked_clients:1" in mc.call("INFO", "clients").to_py().decode(), 10, "BLMOVE to block")
+    pipeline(mc, [("RPUSH", "src", "q", "r")])
+    assert c2.read_reply().to_py() == b"q"
+    assert c2.call("BLMPOP", "1", "2", "nothing", "bl", "RIGHT", "COUNT", "5").to_py() == [b"bl", [b"c", b"b"]]
+    assert c2.call("BRPOPLPUSH", "src", "dst", "1").to_py() == b"r"
+    # lazy expiry on the master is propagated as DEL (the replica never expires by itself)
+    pipeline(mc, [("SET", "lazy", "v", "PX", "30"), ("SET", "keep", "v")])
+    wait_for(lambda: mc.call("GET", "lazy").to_py() is None, 10, "the key to expire on the master")
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    wait_for(caught_up(mc, rc), 10, "the replica to catch up")
+    assert rc.call("DBSIZE").to_py() == mc.call("DBSIZE").to_py()
+    assert_same(mc, rc)
+    # FLUSHALL reaches the replica too
+    assert mc.call("FLUSHALL").to_py() == b"OK"
+    pipeline(mc, [("SET", "after-flush", "1")])
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    wait_for(caught_up(mc, rc), 10, "the replica to catch up after FLUSHALL")
+    assert rc.call("DBSIZE").to_py() == 1
+    assert_same(mc, rc)
+
+
+@pytest.mark.parametrize("replica_kind", ["cinnabar", "redis"])
+def test_full_sync_while_the_master_takes_writes(make_server, replica_kind):
+    """Writes during a streamed ($EOF:) full sync: the command stream must start only after
+    the replica's first ACK (else the EOF mark is not the last thing it reads and the sync
+    never completes), and the replica ends identical to the master."""
+    import threading
+
+    master = make_server("cinnabar")
+    mc = master.conn()
+    pipeline(mc, [("SET", f"pre{i}", "x" * 16) for i in range(20000)])
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        c = master.conn()
+        i = 0
+        while not stop.is_set():
+            pipeline(c, [("SET", f"during{i + j}", str(i + j)) for j in range(20)] + [("INCR", "counter")])
+            i += 20
+            written.append(i)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        replica = make_server(replica_kind, [("replicaof", ["127.0.0.1", str(master.port)])])
+        rc = replica.conn()
+        wait_for(link_up(rc), 30, "the replica's link to come up while the master takes writes")
+        wait_for(lambda: len(written) > 10, 10, "writes after the sync")
+    finally:
+        stop.set()
+        t.join(10)
+    wait_for(caught_up(mc, rc), 20, "the replica to catch up with the writes made during the sync")
+    assert rc.call("DBSIZE").to_py() == mc.call("DBSIZE").to_py()
+    assert rc.call("GET", "counter").to_py() == mc.call("GET", "counter").to_py()
+    assert_same(mc, rc)
+
+
+@pytest.mark.parametrize("kind", ["redis", "cinnabar"])
+def test_replica_serve_stale_data_no(make_server, kind):
+    """A replica whose master link is down, with replica-serve-stale-data no, answers only
+    the commands flagged `stale` (INFO, REPLICAOF, ...) and -MASTERDOWN otherwise; a write
+    gets READONLY first, as Redis checks that before."""
+    from lib.ports import free_port
+
+    dead = free_port()
+    # (set at run time: the harness's readiness PING would get -MASTERDOWN itself)
+    r = make_server(kind, [("replicaof", ["127.0.0.1", str(dead)])])
+    c = r.conn()
+    assert c.call("CONFIG", "SET", "replica-serve-stale-data", "no").raw == b"+OK\r\n"
+    assert info(c)["master_link_status"] == "down"
+    for cmd in (("GET", "k"), ("PING",), ("DBSIZE",)):
+        got = c.call(*cmd).raw
+        assert got == b"-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.\r\n", (cmd, got)
+    assert c.call("SET", "k", "v").raw.startswith(b"-READONLY"), "READONLY is checked before MASTERDOWN"
+    assert c.call("CONFIG", "SET", "replica-serve-stale-data", "yes").raw == b"+OK\r\n"
+    assert c.call("GET", "k").to_py() is None
+
+
+def ten_thousand_writes(conn):
+    """10,000 writes over every type (strings, counters, lists, hashes, sets, sorted sets,
+    TTLs, deletes), pipelined in batches."""
+    cmds = []
+    for i in range(10_000):
+        k = f"w{i % 1500}"
+        op = i % 10
+        if op == 0:
+            cmds.append(("SET", f"s{k}", f"v{i}"))
+        elif op == 1:
+            cmds.append(("INCRBY", f"n{k}", str(i)))
+        elif op == 2:
+            cmds.append(("RPUSH", f"l{k}", f"e{i}", str(i)))
+        elif op == 3:
+            cmds.append(("HSET", f"h{k}", f"f{i % 7}", f"x{i}"))
+        elif op == 4:
+            cmds.append(("SADD", f"t{k}", str(i % 50), f"m{i % 13}"))
+        elif op == 5:
+            cmds.append(("ZADD", f"z{k}", str(i * 0.5), f"z{i % 17}"))
+        elif op == 6:
+            cmds.append(("EXPIRE", f"s{k}", str(1000 + i)))
+        elif op == 7:
+            cmds.append(("LPOP", f"l{k}"))
+        elif op == 8:
+            cmds.append(("DEL", f"n{k}"))
+        else:
+            cmds.append(("SREM", f"t{k}", str(i % 50)))
+        if len(cmds) == 500:
+            pipeline(conn, cmds)
+            cmds = []
+    if cmds:
+        pipeline(conn, cmds)
+
+
+@pytest.mark.parametrize("master_kind,replica_kind", [("redis", "cinnabar"), ("cinnabar", "redis")])
+def test_ten_thousand_streamed_writes_of_every_type(make_server, master_kind, replica_kind):
+    """Issue 5 done-when 2: full sync, then 10,000 more writes of every type streamed; the
+    datasets are identical key by key (type, value, TTL)."""
+    extra = [("repl-diskless-sync-delay", ["0"])] if master_kind == "redis" else []
+    master = make_server(master_kind, extra)
+    mc = master.conn()
+    populate(mc)
+    replica = make_server(replica_kind, [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(link_up(rc), 30, "the replica's link to come up")
+    ten_thousand_writes(mc)
+    wait_for(caught_up(mc, rc), 30, "the replica to apply the 10,000 streamed writes")
+    assert assert_same(mc, rc) > NKEYS
