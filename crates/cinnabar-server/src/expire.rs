@@ -24,7 +24,7 @@ impl ExpireCursor {
 /// Runs one cycle with a time budget; returns the number of keys removed.
 pub fn active_expire_cycle(srv: &Server, cursor: &mut ExpireCursor, budget: Duration) -> u64 {
     // Replicas never expire keys themselves: they wait for the master's DEL.
-    if !srv.active_expire_enabled.load(Ordering::Relaxed) || srv.repl.is_replica() {
+    if !srv.active_expire_enabled.load(Ordering::Acquire) || srv.repl.is_replica() {
         return 0;
     }
     let started = Instant::now();
@@ -45,6 +45,12 @@ pub fn active_expire_cycle(srv: &Server, cursor: &mut ExpireCursor, budget: Dura
                 let mut g = db.lock(slot as u16);
                 if g.volatile() == 0 {
                     continue;
+                }
+                // Re-checked under the slot lock: a cycle that started before `DEBUG
+                // SET-ACTIVE-EXPIRE 0` or REPLICAOF (and was descheduled) must not expire keys
+                // written after that command returned; the lock orders us after those writes.
+                if !srv.active_expire_enabled.load(Ordering::Acquire) || srv.repl.is_replica() {
+                    return removed_total;
                 }
                 crate::notify::expired_in_slot(&srv.pubsub, dbi as u32, &g, now);
                 if srv.repl.needs_feed() {

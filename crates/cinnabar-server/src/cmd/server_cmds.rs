@@ -536,7 +536,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         }
         b"set-active-expire" if args.len() == 3 => {
             let on = parse_i64(&args[2]).ok_or(CmdError::NotInteger)? != 0;
-            ctx.srv.active_expire_enabled.store(on, Ordering::Relaxed);
+            ctx.srv.active_expire_enabled.store(on, Ordering::Release);
             ctx.out.ok();
         }
         b"object" if args.len() == 3 => {
