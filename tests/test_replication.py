@@ -410,3 +410,64 @@ def test_ten_thousand_streamed_writes_of_every_type(make_server, master_kind, re
     ten_thousand_writes(mc)
     wait_for(caught_up(mc, rc), 30, "the replica to apply the 10,000 streamed writes")
     assert assert_same(mc, rc) > NKEYS
+
+
+@pytest.mark.parametrize("kind", ["redis", "cinnabar"])
+def test_min_replicas_to_write(make_server, kind):
+    """min-replicas-to-write / min-replicas-max-lag: a master without enough replicas that
+    acknowledged within the lag refuses writes with -NOREPLICAS (EXEC of a writing
+    transaction with EXECABORT), reads still work; INFO shows min_slaves_good_slaves. A
+    replica that stops acknowledging (SIGSTOP) stops counting after the lag."""
+    import os
+    import signal
+
+    noreplicas = b"-NOREPLICAS Not enough good replicas to write.\r\n"
+    master = make_server(kind)
+    mc, other = master.conn(), master.conn()
+    assert mc.call("SET", "k", "before").raw == b"+OK\r\n"
+    assert "min_slaves_good_slaves" not in info(mc)
+    assert mc.call("CONFIG", "SET", "min-replicas-to-write", "1").raw == b"+OK\r\n"
+    assert info(mc)["min_slaves_good_slaves"] == "0"
+    assert mc.call("SET", "k", "v").raw == noreplicas
+    assert mc.call("DEL", "k").raw == noreplicas
+    assert mc.call("GET", "k").raw == b"$6\r\nbefore\r\n"
+    # A write queued while refused flags the transaction.
+    assert mc.call("MULTI").raw == b"+OK\r\n"
+    assert mc.call("INCR", "n").raw == noreplicas
+    assert mc.call("EXEC").raw == b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    # Refused at EXEC time: the transaction is discarded with the reason.
+    assert mc.call("CONFIG", "SET", "min-replicas-to-write", "0").raw == b"+OK\r\n"
+    assert mc.call("MULTI").raw == b"+OK\r\n"
+    assert mc.call("INCR", "n").raw == b"+QUEUED\r\n"
+    assert other.call("CONFIG", "SET", "min-slaves-to-write", "1").raw == b"+OK\r\n"
+    assert mc.call("EXEC").raw == (
+        b"-EXECABORT Transaction discarded because of: NOREPLICAS Not enough good replicas to write.\r\n")
+    assert mc.call("EXEC").raw == b"-ERR EXEC without MULTI\r\n"
+    # A read-only transaction still runs.
+    assert mc.call("MULTI").raw == b"+OK\r\n"
+    assert mc.call("GET", "k").raw == b"+QUEUED\r\n"
+    assert mc.call("EXEC").raw == b"*1\r\n$6\r\nbefore\r\n"
+    # max-lag 0 disables the check.
+    assert mc.call("CONFIG", "SET", "min-replicas-max-lag", "0").raw == b"+OK\r\n"
+    assert mc.call("SET", "k", "lag0").raw == b"+OK\r\n"
+    assert "min_slaves_good_slaves" not in info(mc)
+    assert mc.call("CONFIG", "SET", "min-replicas-max-lag", "2").raw == b"+OK\r\n"
+    got = mc.call("CONFIG", "GET", "min-slaves-*").to_py()
+    assert dict(zip(got[::2], got[1::2])) == {b"min-slaves-max-lag": b"2", b"min-slaves-to-write": b"1"}
+    # One replica that acknowledges: writes are accepted again.
+    replica = make_server(kind)
+    rc = replica.conn()
+    assert rc.call("REPLICAOF", "127.0.0.1", str(master.port)).raw == b"+OK\r\n"
+    wait_for(lambda: info(mc).get("min_slaves_good_slaves") == "1", 20, "one good replica")
+    assert mc.call("SET", "k", "after").raw == b"+OK\r\n"
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    assert rc.call("GET", "k").raw == b"$5\r\nafter\r\n"
+    # The replica stops acknowledging: after the lag it no longer counts.
+    os.kill(replica.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: info(mc).get("min_slaves_good_slaves") == "0", 30, "the stopped replica to stop counting")
+        assert mc.call("SET", "k", "late").raw == noreplicas
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+    wait_for(lambda: info(mc).get("min_slaves_good_slaves") == "1", 30, "the replica to count again")
+    assert mc.call("SET", "k", "again").raw == b"+OK\r\n"

@@ -605,22 +605,22 @@ pub static DIRECTIVES: &[Directive] = &[
     hidden(int("key-load-delay", None, M, INT_MIN, INT_MAX, "0")),
     int("active-expire-effort", None, M, 1, 10, "1"),
     yes(int("hz", None, M, 0, INT_MAX, "10")),
-    int(
+    yes(int(
         "min-replicas-to-write",
         Some("min-slaves-to-write"),
         M,
         0,
         INT_MAX,
         "0",
-    ),
-    int(
+    )),
+    yes(int(
         "min-replicas-max-lag",
         Some("min-slaves-max-lag"),
         M,
         0,
         INT_MAX,
         "10",
-    ),
+    )),
     hidden(int("watchdog-period", None, M, 0, INT_MAX, "0")),
     int("shutdown-timeout", None, M, 0, INT_MAX, "10"),
     int("repl-diskless-sync-max-replicas", None, M, 0, INT_MAX, "0"),

@@ -170,6 +170,13 @@ pub struct ReplicationLog {
     pub sync_full: AtomicU64,
     pub sync_partial_ok: AtomicU64,
     pub sync_partial_err: AtomicU64,
+    /// `min-replicas-to-write` / `min-replicas-max-lag` (0 disables the check), copied from
+    /// the settings at start-up and on CONFIG SET.
+    min_to_write: AtomicU64,
+    min_max_lag_s: AtomicU64,
+    /// Online replicas that acknowledged within `min-replicas-max-lag` seconds, refreshed
+    /// once a second and when a replica comes online or goes (Redis's repl_good_slaves_count).
+    good_replicas: AtomicU64,
 }
 
 /// How long a command waits for a load in progress before it gets -LOADING.
@@ -235,6 +242,9 @@ impl Default for ReplicationLog {
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
+            min_to_write: AtomicU64::new(0),
+            min_max_lag_s: AtomicU64::new(10),
+            good_replicas: AtomicU64::new(0),
         }
     }
 }
@@ -570,10 +580,56 @@ impl ReplicationLog {
     }
 
     fn detach(&self, client_id: u64) {
-        self.inner
-            .lock()
+        let mut inner = self.inner.lock();
+        inner.replicas.retain(|a| a.link.client_id != client_id);
+        self.refresh_good_replicas_locked(&inner);
+    }
+
+    /// Takes `min-replicas-to-write` / `min-replicas-max-lag` from the settings and recounts
+    /// (Redis's updateGoodSlaves on CONFIG SET).
+    pub fn set_min_replicas(&self, to_write: u64, max_lag_s: u64) {
+        self.min_to_write.store(to_write, Ordering::Release);
+        self.min_max_lag_s.store(max_lag_s, Ordering::Release);
+        self.refresh_good_replicas();
+    }
+
+    /// Recounts the good replicas: online, and acknowledged within `min-replicas-max-lag`
+    /// seconds (whole seconds, as Redis's `server.unixtime - repl_ack_time`).
+    pub fn refresh_good_replicas(&self) {
+        let inner = self.inner.lock();
+        self.refresh_good_replicas_locked(&inner);
+    }
+
+    fn refresh_good_replicas_locked(&self, inner: &LogInner) {
+        let max_lag_s = self.min_max_lag_s.load(Ordering::Acquire) as i64;
+        let now_s = now_ms() / 1000;
+        let good = inner
             .replicas
-            .retain(|a| a.link.client_id != client_id);
+            .iter()
+            .filter(|a| {
+                a.link.online.load(Ordering::Acquire)
+                    && now_s - a.link.last_ack_ms.load(Ordering::Acquire) / 1000 <= max_lag_s
+            })
+            .count();
+        self.good_replicas.store(good as u64, Ordering::Release);
+    }
+
+    /// Whether `min-replicas-to-write` refuses writes now (`-NOREPLICAS`): a master with
+    /// both settings non-zero and fewer good replicas than required (checkGoodReplicasStatus).
+    #[inline]
+    pub fn min_replicas_refuse(&self) -> bool {
+        let need = self.min_to_write.load(Ordering::Relaxed);
+        need > 0
+            && self.min_max_lag_s.load(Ordering::Relaxed) > 0
+            && !self.is_replica()
+            && self.good_replicas.load(Ordering::Acquire) < need
+    }
+
+    /// INFO's `min_slaves_good_slaves` line, when both settings are non-zero.
+    fn min_replicas_info(&self) -> Option<u64> {
+        (self.min_to_write.load(Ordering::Relaxed) > 0
+            && self.min_max_lag_s.load(Ordering::Relaxed) > 0)
+            .then(|| self.good_replicas.load(Ordering::Acquire))
     }
 
     /// Replicas whose acknowledged offset is at least `offset`, and how many are attached.
@@ -589,6 +645,7 @@ impl ReplicationLog {
 
     /// Once a second from the cron: PING the replicas every 10 s (`repl-ping-replica-period`).
     pub fn cron(&self, tick: u64) {
+        self.refresh_good_replicas();
         if tick.is_multiple_of(10) && self.is_active() && !self.is_replica() {
             let has = !self.inner.lock().replicas.is_empty();
             if has {
@@ -687,6 +744,9 @@ impl ReplicationLog {
             }
         }
         let _ = write!(o, "connected_slaves:{}\r\n", inner.replicas.len());
+        if let Some(good) = self.min_replicas_info() {
+            let _ = write!(o, "min_slaves_good_slaves:{good}\r\n");
+        }
         for (i, a) in inner.replicas.iter().enumerate() {
             let l = &a.link;
             let online = l.online.load(Ordering::Acquire);
@@ -969,6 +1029,7 @@ pub async fn serve_replica<S: AsyncRead + AsyncWrite + Unpin>(
                 tx,
                 limit: settings.output_limit_replica,
             });
+            srv.repl.refresh_good_replicas_locked(&inner);
             crate::notice!(
                 "Partial resynchronization request from {} accepted. Sending {} bytes of backlog starting from offset {}.",
                 addr,
@@ -1055,6 +1116,7 @@ pub async fn serve_replica<S: AsyncRead + AsyncWrite + Unpin>(
                 .net_output_bytes
                 .fetch_add(head.len() as u64 + sent, Ordering::Relaxed);
             link.online.store(true, Ordering::Release);
+            srv.repl.refresh_good_replicas();
             if stream_on {
                 crate::notice!("Synchronization with replica {} succeeded", addr);
             } else {

@@ -111,6 +111,11 @@ impl Server {
         pubsub
             .keyspace_events
             .store(settings.notify_keyspace_events, Ordering::Relaxed);
+        let repl = crate::repl::ReplicationLog::default();
+        repl.set_min_replicas(
+            settings.min_replicas_to_write,
+            settings.min_replicas_max_lag_s,
+        );
         Server {
             keyspace: Keyspace::new(dbs),
             settings: RwLock::new(Arc::new(settings)),
@@ -142,7 +147,7 @@ impl Server {
             pause_notify: tokio::sync::Notify::new(),
             blocked_keys: Mutex::new(HashMap::new()),
             blocked_clients: std::sync::atomic::AtomicUsize::new(0),
-            repl: crate::repl::ReplicationLog::default(),
+            repl,
             persist: crate::persist::Persistence::default(),
             shutdown_save: parking_lot::Mutex::new(None),
             migrate_cache: Default::default(),
@@ -183,6 +188,8 @@ impl Server {
         self.pubsub
             .keyspace_events
             .store(s.notify_keyspace_events, Ordering::Relaxed);
+        self.repl
+            .set_min_replicas(s.min_replicas_to_write, s.min_replicas_max_lag_s);
         let new = Arc::new(s);
         let old = std::mem::replace(&mut *self.settings.write(), new.clone());
         self.settings_version.fetch_add(1, Ordering::Release);

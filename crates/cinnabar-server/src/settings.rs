@@ -87,6 +87,9 @@ pub struct Settings {
     pub replica_read_only: bool,
     pub replica_serve_stale_data: bool,
     pub replica_priority: u64,
+    /// `min-replicas-to-write` / `min-replicas-max-lag` (seconds); 0 in either disables.
+    pub min_replicas_to_write: u64,
+    pub min_replicas_max_lag_s: u64,
     /// `replicaof host port` from the configuration (start-up only).
     pub replicaof: Option<(String, u16)>,
 }
@@ -283,6 +286,8 @@ impl Settings {
             replica_read_only: b("replica-read-only", "yes")?,
             replica_serve_stale_data: b("replica-serve-stale-data", "yes")?,
             replica_priority: num("replica-priority", "100")?,
+            min_replicas_to_write: num("min-replicas-to-write", "0")?,
+            min_replicas_max_lag_s: num("min-replicas-max-lag", "10")?,
             replicaof: {
                 let v = s("replicaof", "");
                 let mut it = v.split_whitespace();

@@ -233,6 +233,29 @@ fn reject(srv: &Server, cl: &mut Client, out: &mut ReplyBuf, stat_idx: usize, e:
     reply_error(srv, cl, out, e);
 }
 
+/// Whether a queued transaction holds a write command (Redis's `mstate.cmd_flags & CMD_WRITE`).
+fn multi_writes(cl: &Client) -> bool {
+    cl.multi.as_ref().is_some_and(|m| {
+        m.queued
+            .iter()
+            .any(|q| matches!(resolve(q), Resolved::Ok(s, _, _) if s.flags & flags::WRITE != 0))
+    })
+}
+
+/// `rejectCommand` for EXEC (execCommandAbort): the transaction is discarded and the error
+/// comes back as `-EXECABORT Transaction discarded because of: <error>`.
+fn reject_exec(srv: &Server, cl: &mut Client, out: &mut ReplyBuf, stat_idx: usize, e: &CmdError) {
+    cl.multi = None;
+    cl.info.in_multi.store(false, Ordering::Relaxed);
+    srv.unwatch_all(cl);
+    let text = e.text();
+    let abort = CmdError::Msg(format!(
+        "EXECABORT Transaction discarded because of: {}",
+        text.strip_prefix('-').unwrap_or(&text)
+    ));
+    reject(srv, cl, out, stat_idx, &abort);
+}
+
 fn reply_error(srv: &Server, cl: &mut Client, out: &mut ReplyBuf, e: &CmdError) {
     srv.stats.count_error(&e.text());
     if cl.reply_mode == ReplyMode::On {
@@ -521,12 +544,30 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
             return reject(srv, cl, out, stat_idx, &e);
         }
     };
-    if (spec.flags & flags::WRITE != 0 || spec.name == "ping")
+    let is_write = spec.flags & flags::WRITE != 0;
+    if (is_write || spec.name == "ping" || spec.name == "exec")
         && !cl.is_master
         && !srv.persist.rdb.last_bgsave_ok.load(Ordering::Relaxed)
         && crate::persist::rdbfile::writes_refused(srv)
+        && (spec.name != "exec" || multi_writes(cl))
     {
         let e = CmdError::msg("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.");
+        if spec.name == "exec" {
+            return reject_exec(srv, cl, out, stat_idx, &e);
+        }
+        return reject(srv, cl, out, stat_idx, &e);
+    }
+    // min-replicas-to-write: a write (or an EXEC whose queue writes) needs enough good
+    // replicas (processCommand's checkGoodReplicasStatus).
+    if (is_write || spec.name == "exec")
+        && !cl.is_master
+        && srv.repl.min_replicas_refuse()
+        && (is_write || multi_writes(cl))
+    {
+        let e = CmdError::msg("NOREPLICAS Not enough good replicas to write.");
+        if spec.name == "exec" {
+            return reject_exec(srv, cl, out, stat_idx, &e);
+        }
         return reject(srv, cl, out, stat_idx, &e);
     }
     if spec.flags & flags::WRITE != 0
