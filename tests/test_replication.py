@@ -471,3 +471,19 @@ def test_min_replicas_to_write(make_server, kind):
         os.kill(replica.proc.pid, signal.SIGCONT)
     wait_for(lambda: info(mc).get("min_slaves_good_slaves") == "1", 30, "the replica to count again")
     assert mc.call("SET", "k", "again").raw == b"+OK\r\n"
+
+
+@pytest.mark.parametrize("master_kind,replica_kind", [("cinnabar", "cinnabar"), ("redis", "cinnabar"), ("cinnabar", "redis")])
+def test_replica_announce_ip_and_port(make_server, master_kind, replica_kind):
+    """replica-announce-ip / -port: the master lists the announced address (INFO, ROLE)."""
+    master = make_server(master_kind)
+    replica = make_server(replica_kind, [("replica-announce-ip", ["10.9.8.7"]), ("replica-announce-port", ["4444"])])
+    mc, rc = master.conn(), replica.conn()
+    assert rc.call("CONFIG", "GET", "slave-announce-ip").to_py() == [b"slave-announce-ip", b"10.9.8.7"]
+    assert rc.call("REPLICAOF", "127.0.0.1", str(master.port)).raw == b"+OK\r\n"
+    wait_for(link_up(rc), 20, "the link to come up")
+    wait_for(lambda: "state=online" in info(mc).get("slave0", ""), 20, "the replica online")
+    slave0 = info(mc)["slave0"]
+    assert slave0.startswith("ip=10.9.8.7,port=4444,state=online,"), slave0
+    role = mc.call("ROLE").to_py()
+    assert role[2][0][:2] == [b"10.9.8.7", b"4444"], role

@@ -453,13 +453,13 @@ pub static DIRECTIVES: &[Directive] = &[
     s("aclfile", None, I, false, ""),
     yes(s("unixsocket", None, I, true, "")),
     yes(s("pidfile", None, I, true, "")),
-    s(
+    yes(s(
         "replica-announce-ip",
         Some("slave-announce-ip"),
         M,
         true,
         "",
-    ),
+    )),
     s("masteruser", None, M, true, ""),
     yes(s("cluster-announce-ip", None, M, true, "")),
     yes(s("cluster-config-file", None, I, false, "nodes.conf")),
@@ -578,14 +578,14 @@ pub static DIRECTIVES: &[Directive] = &[
     int("maxmemory-samples", None, M, 1, INT_MAX, "5"),
     int("maxmemory-eviction-tenacity", None, M, 0, 100, "10"),
     yes(int("timeout", None, M, 0, INT_MAX, "0")),
-    int(
+    yes(int(
         "replica-announce-port",
         Some("slave-announce-port"),
         M,
         0,
         65535,
         "0",
-    ),
+    )),
     yes(int("tcp-backlog", None, I, 0, INT_MAX, "511")),
     yes(int("cluster-port", None, I, 0, 65535, "0")),
     yes(int("cluster-announce-bus-port", None, M, 0, 65535, "0")),

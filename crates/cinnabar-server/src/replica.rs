@@ -141,13 +141,30 @@ async fn sync_once(srv: &Arc<Server>, host: &str, port: u16, gen: u64) -> IoResu
             return Err(format!("Unable to AUTH to MASTER: {r}"));
         }
     }
-    let lp = settings.port.to_string();
+    // replica-announce-port / replica-announce-ip: what the master lists (NAT, containers).
+    let lp = if settings.replica_announce_port != 0 {
+        settings.replica_announce_port
+    } else {
+        settings.port
+    }
+    .to_string();
     let _ = command(
         &mut s,
         &mut buf,
         &[b"REPLCONF", b"listening-port", lp.as_bytes()],
     )
     .await?;
+    if let Some(ip) = &settings.replica_announce_ip {
+        let r = command(
+            &mut s,
+            &mut buf,
+            &[b"REPLCONF", b"ip-address", ip.as_bytes()],
+        )
+        .await?;
+        if r.starts_with('-') {
+            crate::notice!("(Non critical) Master does not understand REPLCONF ip-address: {r}");
+        }
+    }
     let _ = command(
         &mut s,
         &mut buf,

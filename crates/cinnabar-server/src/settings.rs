@@ -90,6 +90,9 @@ pub struct Settings {
     /// `min-replicas-to-write` / `min-replicas-max-lag` (seconds); 0 in either disables.
     pub min_replicas_to_write: u64,
     pub min_replicas_max_lag_s: u64,
+    /// `replica-announce-ip` / `replica-announce-port` (0: the real port), sent to the master.
+    pub replica_announce_ip: Option<String>,
+    pub replica_announce_port: u16,
     /// `replicaof host port` from the configuration (start-up only).
     pub replicaof: Option<(String, u16)>,
 }
@@ -288,6 +291,8 @@ impl Settings {
             replica_priority: num("replica-priority", "100")?,
             min_replicas_to_write: num("min-replicas-to-write", "0")?,
             min_replicas_max_lag_s: num("min-replicas-max-lag", "10")?,
+            replica_announce_ip: opt("replica-announce-ip"),
+            replica_announce_port: num("replica-announce-port", "0")?.min(65535) as u16,
             replicaof: {
                 let v = s("replicaof", "");
                 let mut it = v.split_whitespace();
