@@ -487,3 +487,33 @@ def test_replica_announce_ip_and_port(make_server, master_kind, replica_kind):
     assert slave0.startswith("ip=10.9.8.7,port=4444,state=online,"), slave0
     role = mc.call("ROLE").to_py()
     assert role[2][0][:2] == [b"10.9.8.7", b"4444"], role
+
+
+@pytest.mark.parametrize("kind", ["redis", "cinnabar"])
+def test_wait_uses_the_clients_own_offset(make_server, kind):
+    """WAIT waits for the master offset as of the calling client's previous command (Redis
+    7.0's c->woff): while the only replica is stopped, a client that wrote times out with 0,
+    a client that has run nothing yet gets 1 at once."""
+    import os
+    import signal
+
+    master = make_server(kind)
+    replica = make_server(kind)
+    writer, reader = master.conn(), master.conn()
+    rc = replica.conn()
+    assert rc.call("REPLICAOF", "127.0.0.1", str(master.port)).raw == b"+OK\r\n"
+    wait_for(lambda: "state=online" in info(writer).get("slave0", ""), 20, "the replica online")
+    assert writer.call("SET", "a", "1").raw == b"+OK\r\n"
+    assert writer.call("WAIT", "1", "5000").raw == b":1\r\n"
+    os.kill(replica.proc.pid, signal.SIGSTOP)
+    try:
+        assert writer.call("SET", "a", "2").raw == b"+OK\r\n"
+        assert reader.call("WAIT", "1", "0", timeout=10).raw == b":1\r\n"
+        assert writer.call("WAIT", "1", "200", timeout=10).raw == b":0\r\n"
+        # Any command, a read too, moves the client's offset to the master's (7.0's
+        # processCommand): now the reader waits for the SET it has seen.
+        assert reader.call("GET", "a").raw == b"$1\r\n2\r\n"
+        assert reader.call("WAIT", "1", "200", timeout=10).raw == b":0\r\n"
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+    assert writer.call("WAIT", "1", "10000", timeout=20).raw == b":1\r\n"

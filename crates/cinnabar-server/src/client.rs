@@ -184,6 +184,9 @@ pub struct Client {
     pub block: Option<crate::cmd::blocking::BlockRequest>,
     /// True while EXEC runs queued commands (blocking commands must not block then).
     pub in_exec: bool,
+    /// Replication offset right after this client's last propagated write (Redis's
+    /// `c->woff`): WAIT waits for replicas to acknowledge this much.
+    pub woff: i64,
     /// Replication: this is the master's link on a replica (no replies, no read-only check).
     pub is_master: bool,
     /// REPLCONF listening-port / ip-address of a replica connection.
@@ -217,6 +220,7 @@ impl Client {
             watched: Vec::new(),
             block: None,
             in_exec: false,
+            woff: 0,
             is_master: false,
             repl_port: 0,
             repl_ip: None,

@@ -177,6 +177,9 @@ pub struct ReplicationLog {
     /// Online replicas that acknowledged within `min-replicas-max-lag` seconds, refreshed
     /// once a second and when a replica comes online or goes (Redis's repl_good_slaves_count).
     good_replicas: AtomicU64,
+    /// `inner.offset`, republished after every change, for readers that must not take the
+    /// lock on the command path (WAIT's per-client offset).
+    offset_now: AtomicI64,
 }
 
 /// How long a command waits for a load in progress before it gets -LOADING.
@@ -245,6 +248,7 @@ impl Default for ReplicationLog {
             min_to_write: AtomicU64::new(0),
             min_max_lag_s: AtomicU64::new(10),
             good_replicas: AtomicU64::new(0),
+            offset_now: AtomicI64::new(0),
         }
     }
 }
@@ -330,6 +334,12 @@ impl ReplicationLog {
         self.inner.lock().offset
     }
 
+    /// The replication offset without the lock (may trail a concurrent append).
+    #[inline]
+    pub fn offset_relaxed(&self) -> i64 {
+        self.offset_now.load(Ordering::Acquire)
+    }
+
     pub fn replid(&self) -> String {
         self.inner.lock().replid.clone()
     }
@@ -411,13 +421,15 @@ impl ReplicationLog {
             inner.last_db = db as i64;
         }
         Self::append(&mut inner, &encode_command(args));
+        self.offset_now.store(inner.offset, Ordering::Release);
     }
 
     /// Propagates commands (each with its db) in order; `wrap` puts them in MULTI ... EXEC
-    /// (a transaction), when there is more than one.
-    pub fn propagate_batch(&self, cmds: &[(u32, Vec<Vec<u8>>)], wrap: bool) {
+    /// (a transaction), when there is more than one. Returns the replication offset after
+    /// them when they went to the replication stream.
+    pub fn propagate_batch(&self, cmds: &[(u32, Vec<Vec<u8>>)], wrap: bool) -> Option<i64> {
         if !self.needs_feed() || cmds.is_empty() {
-            return;
+            return None;
         }
         let wrap = wrap && cmds.len() > 1;
         let mut inner = self.inner.lock();
@@ -438,7 +450,7 @@ impl ReplicationLog {
             aof.done(before);
         }
         if !self.is_active() {
-            return;
+            return None;
         }
         let select = |inner: &mut LogInner, db: u32| {
             if inner.last_db != db as i64 {
@@ -459,6 +471,8 @@ impl ReplicationLog {
         if wrap {
             Self::append(&mut inner, &encode_command(&[b"EXEC"]));
         }
+        self.offset_now.store(inner.offset, Ordering::Release);
+        Some(inner.offset)
     }
 
     /// Raw bytes that do not belong to a database (PING, REPLCONF GETACK).
@@ -468,6 +482,7 @@ impl ReplicationLog {
         }
         let mut inner = self.inner.lock();
         Self::append(&mut inner, bytes);
+        self.offset_now.store(inner.offset, Ordering::Release);
     }
 
     /// Replica role: one command of `consumed` bytes from the master was applied; the offset
@@ -502,6 +517,7 @@ impl ReplicationLog {
         } else {
             inner.offset += consumed as i64;
         }
+        self.offset_now.store(inner.offset, Ordering::Release);
         if let Some(m) = inner.master.as_mut() {
             m.last_io_ms = now_ms();
         }
@@ -557,6 +573,7 @@ impl ReplicationLog {
         inner.replid2 = "0".repeat(40);
         inner.second_offset = -1;
         inner.offset = offset;
+        self.offset_now.store(offset, Ordering::Release);
         inner.backlog.clear();
         inner.last_db = -1;
         inner.replicas.clear();
@@ -632,13 +649,17 @@ impl ReplicationLog {
             .then(|| self.good_replicas.load(Ordering::Acquire))
     }
 
-    /// Replicas whose acknowledged offset is at least `offset`, and how many are attached.
+    /// Online replicas whose acknowledged offset is at least `offset`, and how many are
+    /// attached.
     pub fn acked(&self, offset: i64) -> (usize, usize) {
         let inner = self.inner.lock();
         let n = inner
             .replicas
             .iter()
-            .filter(|a| a.link.ack_offset.load(Ordering::Acquire) >= offset)
+            .filter(|a| {
+                a.link.online.load(Ordering::Acquire)
+                    && a.link.ack_offset.load(Ordering::Acquire) >= offset
+            })
             .count();
         (n, inner.replicas.len())
     }

@@ -681,7 +681,9 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         let is_write = spec.flags & flags::WRITE != 0 && res.is_ok();
         let cmds =
             crate::repl::rewrite(spec.name, is_write, args, &mut ctx.db, &ctx.out.buf[mark..]);
-        srv.repl.propagate_batch(&cmds, false);
+        if let Some(off) = srv.repl.propagate_batch(&cmds, false) {
+            ctx.cl.woff = off;
+        }
     }
     drop(ctx);
     if dirty > 0 {
@@ -710,6 +712,11 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         reply_error(srv, cl, out, &e);
     }
     server_cmds::slowlog_record(srv, cl, args, elapsed_us, now_ms);
+    // Redis 7.0 sets `c->woff = server.master_repl_offset` after every executed command: a
+    // later WAIT of this client covers everything the master had streamed by then.
+    if srv.repl.is_active() {
+        cl.woff = cl.woff.max(srv.repl.offset_relaxed());
+    }
 }
 
 fn spec_full_name(args: &[Bytes], spec: &CommandSpec) -> String {
@@ -885,7 +892,9 @@ pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
             ctx.out.error_bytes(&e.bytes());
         }
     }
-    srv.repl.propagate_batch(&replicated, true);
+    if let Some(off) = srv.repl.propagate_batch(&replicated, true) {
+        ctx.cl.woff = off;
+    }
     ctx.db.locks = LockSet::empty();
     ctx.db.all_locked = false;
     Ok(())

@@ -101,7 +101,8 @@ pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if timeout < 0 {
         return Err(CmdError::err("timeout is negative"));
     }
-    let offset = ctx.srv.repl.offset();
+    // The offset of this client's own last write (0: none — every online replica counts).
+    let offset = ctx.cl.woff;
     let (acked, _) = ctx.srv.repl.acked(offset);
     if ctx.cl.in_exec || acked as i64 >= num {
         ctx.out.int(acked as i64);
