@@ -301,7 +301,9 @@ class TestOpenSlots:
         s = self.SLOT
         tag = tag_for(s)
         kp, km, km2, kr, kr2 = (f"{{{tag}}}:{n}" for n in ("present", "missing", "missing2", "restored", "restored2"))
+        kq = f"{{{tag}}}:queued"
         assert raw(m0, "SET", kp, "here") == OK
+        assert raw(m0, "SET", kq, "soon gone") == OK
         self.open_slot(small, s)
         ask = err(f"ASK {s} {IP}:{m1.port}")
         moved = err(f"MOVED {s} {IP}:{m0.port}")
@@ -363,6 +365,14 @@ class TestOpenSlots:
             d("[multi, no ASKING] GET", c.call_raw("GET", km), moved)
             d("[multi, no ASKING] EXEC", c.call_raw("EXEC"),
               err("EXECABORT Transaction discarded because of previous errors."))
+        # the source: EXEC decides with the keys as they are at EXEC time — a key present
+        # when queued and gone before EXEC gets -ASK, and the transaction is discarded
+        with conn(m0) as c:
+            d("[src multi] MULTI", c.call_raw("MULTI"), OK)
+            d("[src multi] GET queued", c.call_raw("GET", kq), QUEUED)
+            d("[src multi] DEL from another client", raw(m0, "DEL", kq), b":1\r\n")
+            d("[src multi] EXEC", c.call_raw("EXEC"), ask)
+            d("[src multi] EXEC again", c.call_raw("EXEC"), err("ERR EXEC without MULTI"))
         # RESTORE-ASKING is accepted by the importing node without ASKING; RESTORE is not
         payload = Q(m0)("DUMP", kp)
         assert isinstance(payload, bytes) and len(payload) > 10

@@ -169,6 +169,9 @@ pub struct Client {
     pub readonly: bool,
     /// Cluster ASKING flag (one command).
     pub asking: bool,
+    /// EXEC in an open slot (resharding): the ASK / TRYAGAIN verdict, run by EXEC under the
+    /// transaction's own slot locks.
+    pub exec_open_check: Option<crate::cmd::OpenSlotCheck>,
     /// MONITOR mode.
     pub monitor: bool,
     /// Pub/Sub subscriptions (channels, patterns, shard channels).
@@ -211,6 +214,7 @@ impl Client {
             reply_mode: ReplyMode::On,
             readonly: false,
             asking: false,
+            exec_open_check: None,
             monitor: false,
             subs: Vec::new(),
             psubs: Vec::new(),

@@ -265,7 +265,7 @@ fn reply_error(srv: &Server, cl: &mut Client, out: &mut ReplyBuf, e: &CmdError) 
 
 /// What routing leaves to be decided once the slot is locked: the slot is open (migrating or
 /// importing), so the answer depends on which of the command's keys exist here.
-pub(crate) struct OpenSlotCheck {
+pub struct OpenSlotCheck {
     slot: u16,
     /// Migrating: where missing keys are sent with `-ASK`. None: importing (after ASKING).
     ask_to: Option<(std::sync::Arc<str>, u16)>,
@@ -298,9 +298,8 @@ impl OpenSlotCheck {
         }
     }
 
-    /// The verdict with a lock of its own (MULTI queueing and EXEC, whose real locks are
-    /// taken later): a key may move between this check and the execution, as documented in
-    /// ARCHITECTURE.md.
+    /// The verdict with a lock of its own, for a command queued in MULTI (EXEC decides again
+    /// under its own locks, see `cmd_exec`).
     fn verdict_locked(&self, srv: &Server, db_index: u32, now_ms: i64) -> Result<(), CmdError> {
         let locks = LockSet::lock(&srv.keyspace, [(db_index, self.slot)].into_iter().collect());
         let mut db = DbView::new(&srv.keyspace, &srv.stats, db_index, now_ms, locks);
@@ -526,13 +525,21 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         return reject(srv, cl, out, stat_idx, &e);
     }
     let keyslots = key_slots(spec, args);
-    let mut open_check = cluster_check(srv, cl, spec, args, &keyslots);
-    // In MULTI (queueing) and for EXEC the open-slot verdict cannot wait for the real locks.
-    if let Ok(Some(chk)) = &open_check {
-        if cl.multi.is_some() {
-            open_check = chk.verdict_locked(srv, cl.db, now_ms).map(|()| None);
+    cl.exec_open_check = None; // never left over from an EXEC that was refused
+    let open_check = match (
+        cluster_check(srv, cl, spec, args, &keyslots),
+        cl.multi.is_some(),
+    ) {
+        // EXEC decides under the transaction's own locks (see cmd_exec), so no key can move
+        // between the verdict and the execution.
+        (Ok(Some(chk)), true) if spec.name == "exec" => {
+            cl.exec_open_check = Some(chk);
+            Ok(None)
         }
-    }
+        // Queueing in MULTI: checked now with a short lock of its own (EXEC checks again).
+        (Ok(Some(chk)), true) => chk.verdict_locked(srv, cl.db, now_ms).map(|()| None),
+        (other, _) => other,
+    };
     let open_check = match open_check {
         Ok(chk) => chk,
         Err(e) => {
@@ -753,6 +760,7 @@ pub fn cmd_discard(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
 /// EXEC: runs the queued commands atomically — every slot any of them touches is locked for
 /// the whole transaction (all slots when one of them is keyspace-wide).
 pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let open_check = ctx.cl.exec_open_check.take();
     let Some(multi) = ctx.cl.multi.take() else {
         return Err(CmdError::err("EXEC without MULTI"));
     };
@@ -822,6 +830,17 @@ pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     };
     ctx.db.locks = locks;
     ctx.db.all_locked = all;
+    // An open slot (resharding): -ASK / -TRYAGAIN decided under the transaction's locks, as
+    // Redis decides it for EXEC before running it. The transaction is discarded, as there.
+    // (Counted as a failed EXEC in commandstats, where Redis counts a rejected one.)
+    if let Some(chk) = open_check {
+        if let Err(e) = chk.verdict(&mut ctx.db) {
+            ctx.srv.unwatch_all(ctx.cl);
+            ctx.db.locks = LockSet::empty();
+            ctx.db.all_locked = false;
+            return Err(e);
+        }
+    }
     // WATCH: abort when a watched key was modified, or was live at WATCH time and is gone now
     // (deleted or expired).
     let mut aborted = ctx.cl.info.dirty_cas.load(Ordering::Acquire);
