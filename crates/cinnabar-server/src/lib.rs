@@ -16,6 +16,7 @@ pub mod cluster_glue;
 pub mod cmd;
 pub mod config_store;
 pub mod db;
+pub mod digest;
 pub mod error;
 pub mod expire;
 pub mod info;

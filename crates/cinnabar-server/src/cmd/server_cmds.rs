@@ -565,11 +565,48 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 None => return Err(CmdError::NoSuchKey),
             }
         }
+        b"digest" if args.len() == 2 => {
+            // Slot by slot under each slot's lock; a logically expired key still counts,
+            // as in Redis (no lookup, no lazy expiry).
+            let mut dd = crate::digest::DatasetDigest::default();
+            let mut dbs: Vec<u32> = ctx
+                .srv
+                .keyspace
+                .existing_dbs()
+                .map(|(i, _)| i as u32)
+                .collect();
+            dbs.sort_unstable();
+            let saved = ctx.db.index;
+            for d in dbs {
+                ctx.db.index = d;
+                for slot in 0..crate::keyspace::SLOT_COUNT as u16 {
+                    ctx.db
+                        .with_slot(slot, |s, _| s.iter().for_each(|e| dd.key(e)));
+                }
+                dd.end_db(d);
+            }
+            ctx.db.index = saved;
+            ctx.out.simple(&crate::digest::hex(&dd.digest));
+        }
+        b"digest-value" => {
+            ctx.out.array(args.len() - 2);
+            for key in &args[2..] {
+                let slot = cinnabar_cluster::slot::key_hash_slot(key);
+                let d = ctx
+                    .db
+                    .with_slot(slot, |s, _| crate::digest::value_digest(s.raw_get(key)));
+                ctx.out.simple(&crate::digest::hex(&d));
+            }
+        }
         b"protocol" if args.len() == 3 => debug_protocol(ctx, &args[2])?,
         b"reload" => debug_reload(ctx, &args[2..])?,
         b"help" => {
             super::connection::help_reply(ctx, &[
                 "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DIGEST",
+                "    Output a hex signature representing the current DB content.",
+                "DIGEST-VALUE <key> [<key> ...]",
+                "    Output a hex signature of the values of all the specified keys.",
                 "OBJECT <key>",
                 "    Show low level info about `key` and associated value.",
                 "SET-ACTIVE-EXPIRE <0|1>",
