@@ -18,6 +18,7 @@
 #  7  replies: SAVE, BGSAVE, BGREWRITEAOF, LASTSAVE, CONFIG SET appendonly,
 #     INFO persistence fields, DEBUG RELOAD, save points, file names
 #  8  `cinnabar check-aof` / `cinnabar check-rdb` vs redis-check-aof / -rdb
+#  9  the AOF's disk fills up (tmpfs): -MISCONF, recovery, nothing acknowledged lost
 #
 # Randomness is seeded: PERSIST_SEED=<n> overrides the per-test default seed
 # (printed; run with -s to see it and the measurements).
@@ -1112,3 +1113,59 @@ def test_08_check_rdb_matches_redis_check_rdb(servers, redis_aof_home):
         assert rc_c == rc_r, f"{label}: cinnabar check-rdb exit {rc_c}, redis-check-rdb {rc_r}\n--- redis:\n{out_r[-800:]}\n--- cinnabar:\n{out_c[-800:]}"
     rc, out = run([cli, "check-rdb", str(redis_aof_home / "nonexistent.rdb")])
     assert rc != 0, out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_09_aof_disk_full_refuses_writes_then_recovers(servers, kind):
+    """The AOF's filesystem fills up (a 2 MB tmpfs): Redis's behaviour with appendfsync
+    everysec — the write that hit the error is still acknowledged, later writes (and PING) get
+    `-MISCONF Errors writing to the AOF file: No space left on device`, reads keep working,
+    INFO says aof_last_write_status:err. When space comes back the queued bytes are written,
+    writes are accepted again, and after a restart every acknowledged write is there."""
+    data = servers.home(f"{kind}-tmpfs")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        s = servers.new(kind, [("appendonly", ["yes"]), ("appendfsync", ["everysec"]),
+                               ("auto-aof-rewrite-percentage", ["0"])], data_dir=data)
+        s.start()
+        c = s.conn()
+        # Leave about 64 KB free.
+        st = os.statvfs(data)
+        free = st.f_bavail * st.f_frsize
+        filler = data / "filler"
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, free - 64 * 1024))
+        value = "v" * 4096
+        acked: list[str] = []
+        refused = None
+        for i in range(200):
+            r = c.call("SET", f"k{i}", value)
+            if r.raw == b"+OK\r\n":
+                acked.append(f"k{i}")
+                continue
+            refused = r.raw
+            break
+        assert refused == b"-MISCONF Errors writing to the AOF file: No space left on device\r\n", refused
+        assert len(acked) >= 5, acked
+        assert c.call("PING").raw == refused
+        assert c.call("GET", acked[0]).raw == b"$4096\r\n" + value.encode() + b"\r\n"
+        assert "aof_last_write_status:err" in c.call("INFO", "persistence").to_py().decode()
+        # Space comes back: the pending bytes are written, writes are accepted again.
+        filler.unlink()
+        wait_for(lambda: c.call("SET", "probe", "1").raw == b"+OK\r\n", 15, "writes to be accepted again")
+        assert "aof_last_write_status:ok" in c.call("INFO", "persistence").to_py().decode()
+        acked.append("probe")
+        s.stop()
+        s.start()
+        c = s.conn()
+        for k in acked:
+            got = c.call("EXISTS", k).raw
+            assert got == b":1\r\n", f"{k} acknowledged but lost after restart"
+        assert c.call("DBSIZE").to_py() == len(acked)
+        print(f"[{kind}] {len(acked)} writes acknowledged, refused with {refused!r} once the disk was full")
+    finally:
+        for x in list(servers.made):
+            x.stop(grace=3)
+        subprocess.run(["umount", "-l", str(data)], capture_output=True)

@@ -552,17 +552,27 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         }
     };
     let is_write = spec.flags & flags::WRITE != 0;
-    if (is_write || spec.name == "ping" || spec.name == "exec")
-        && !cl.is_master
-        && !srv.persist.rdb.last_bgsave_ok.load(Ordering::Relaxed)
-        && crate::persist::rdbfile::writes_refused(srv)
-        && (spec.name != "exec" || multi_writes(cl))
-    {
-        let e = CmdError::msg("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.");
-        if spec.name == "exec" {
-            return reject_exec(srv, cl, out, stat_idx, &e);
+    // Disk errors (writeCommandsDeniedByDiskError): a failed BGSAVE with
+    // stop-writes-on-bgsave-error, or a failed AOF write/fsync, refuse writes (and PING).
+    if (is_write || spec.name == "ping" || spec.name == "exec") && !cl.is_master {
+        let disk_err = if !srv.persist.rdb.last_bgsave_ok.load(Ordering::Relaxed)
+            && crate::persist::rdbfile::writes_refused(srv)
+        {
+            Some(CmdError::msg("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error."))
+        } else {
+            srv.persist
+                .aof
+                .write_error()
+                .map(|e| CmdError::Msg(format!("MISCONF Errors writing to the AOF file: {e}")))
+        };
+        if let Some(e) = disk_err {
+            if spec.name != "exec" {
+                return reject(srv, cl, out, stat_idx, &e);
+            }
+            if multi_writes(cl) {
+                return reject_exec(srv, cl, out, stat_idx, &e);
+            }
         }
-        return reject(srv, cl, out, stat_idx, &e);
     }
     // min-replicas-to-write: a write (or an EXEC whose queue writes) needs enough good
     // replicas (processCommand's checkGoodReplicasStatus).

@@ -74,6 +74,14 @@ pub struct Aof {
     rewrites: AtomicU64,
     consecutive_failures: AtomicU64,
     last_write_ok: AtomicBool,
+    /// The feed position the last write attempt covered: while writes fail, replies waiting
+    /// for it are released anyway (Redis answers once the write was attempted; the bytes
+    /// stay queued and are written when the disk recovers).
+    attempted_pos: AtomicU64,
+    /// The last fsync of the AOF failed (Redis's aof_bio_fsync_status).
+    fsync_failed: AtomicBool,
+    /// strerror() of the last write/fsync error, for `-MISCONF Errors writing to the AOF`.
+    last_write_error: Mutex<String>,
     current_size_bytes: AtomicU64,
     base_size_bytes: AtomicU64,
     /// Size when the last rewrite finished (auto-aof-rewrite-percentage's reference).
@@ -115,6 +123,9 @@ impl Default for Aof {
             rewrites: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
             last_write_ok: AtomicBool::new(true),
+            attempted_pos: AtomicU64::new(0),
+            fsync_failed: AtomicBool::new(false),
+            last_write_error: Mutex::new(String::new()),
             current_size_bytes: AtomicU64::new(0),
             base_size_bytes: AtomicU64::new(0),
             rewrite_base_size_bytes: AtomicU64::new(0),
@@ -221,7 +232,11 @@ impl Aof {
             let want = self.write_request.load(Ordering::Acquire);
             self.written_pos.fetch_max(want, Ordering::AcqRel);
         }
-        self.written_watch.send_replace(self.written_pos());
+        let mut released = self.written_pos();
+        if !self.last_write_ok.load(Ordering::Acquire) {
+            released = released.max(self.attempted_pos.load(Ordering::Acquire));
+        }
+        self.written_watch.send_replace(released);
     }
 
     /// The fsync thread of `appendfsync always` (group commit), and the fallback writer for
@@ -254,7 +269,9 @@ impl Aof {
             let wanted = *aof.sync_request.lock();
             let fsync = wanted > aof.synced_pos.load(Ordering::Acquire);
             aof.flush(srv, u64::MAX, fsync);
-            if !aof.last_write_ok.load(Ordering::Relaxed) && aof.policy.load(Ordering::Acquire) == 0
+            if (!aof.last_write_ok.load(Ordering::Relaxed)
+                || aof.fsync_failed.load(Ordering::Relaxed))
+                && aof.policy.load(Ordering::Acquire) == 0
             {
                 crate::warning!("Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...");
                 std::process::exit(1);
@@ -279,11 +296,11 @@ impl Aof {
         if fsync && self.synced_pos.load(Ordering::Acquire) < need.min(self.written_pos()) {
             let upto = self.written_pos();
             match files.incr.sync_data() {
-                Ok(()) => self.synced_pos.store(upto, Ordering::Release),
-                Err(e) => {
-                    crate::warning!("Can't persist the AOF with fsync: {}", e);
-                    self.last_write_ok.store(false, Ordering::Relaxed);
+                Ok(()) => {
+                    self.synced_pos.store(upto, Ordering::Release);
+                    self.fsync_failed.store(false, Ordering::Release);
                 }
+                Err(e) => self.fsync_error(&e),
             }
         }
     }
@@ -299,14 +316,47 @@ impl Aof {
             (std::mem::take(&mut inner.aof.buf), inner.aof.appended)
         };
         if !bytes.is_empty() {
-            if let Err(e) = files.incr.write_all(&bytes) {
-                // Redis retries the write on the next loop; we keep the error visible in
-                // INFO (aof_last_write_status) and log it.
-                crate::warning!("Error writing to the AOF file: {}", e);
-                self.last_write_ok.store(false, Ordering::Relaxed);
+            self.attempted_pos.fetch_max(end, Ordering::AcqRel);
+            let (written, err) = write_some(&mut files.incr, &bytes);
+            if let Some(e) = err {
+                // As Redis's flushAppendOnlyFile: undo a partial write so the file never ends
+                // in half a command (if the truncate fails, keep what was written and retry
+                // only the rest), keep the unwritten bytes for the next attempt (the
+                // background thread retries every 50 ms), refuse writes with -MISCONF until
+                // a write succeeds. Nothing acknowledged is dropped.
+                let mut kept = 0;
+                if written > 0 {
+                    if let Err(te) = files.incr.set_len(files.incr_size_bytes) {
+                        crate::warning!(
+                            "Could not remove short write from the append-only file. Redis may refuse to load the AOF the next time it starts. ftruncate: {}",
+                            te
+                        );
+                        kept = written;
+                        files.incr_size_bytes += written as u64;
+                    }
+                }
+                if self.last_write_ok.swap(false, Ordering::AcqRel) {
+                    if written > 0 {
+                        crate::warning!(
+                            "Short write while writing to the AOF file: (nwritten={}, expected={})",
+                            written,
+                            bytes.len()
+                        );
+                    } else {
+                        crate::warning!("Error writing to the AOF file: {}", strerror(&e));
+                    }
+                }
+                *self.last_write_error.lock() = strerror(&e);
+                let mut inner = srv.repl.inner.lock();
+                let newer = std::mem::take(&mut inner.aof.buf);
+                let mut back = bytes[kept..].to_vec();
+                back.extend_from_slice(&newer);
+                inner.aof.buf = back;
                 return;
             }
-            self.last_write_ok.store(true, Ordering::Relaxed);
+            if !self.last_write_ok.swap(true, Ordering::AcqRel) {
+                crate::warning!("AOF write error looks solved, Redis can write again.");
+            }
             files.incr_size_bytes += bytes.len() as u64;
             self.current_size_bytes.store(
                 files.older_size_bytes + files.incr_size_bytes,
@@ -374,11 +424,9 @@ impl Aof {
         match dup.and_then(|f| f.sync_data()) {
             Ok(()) => {
                 self.synced_pos.fetch_max(upto, Ordering::AcqRel);
+                self.fsync_failed.store(false, Ordering::Release);
             }
-            Err(e) => {
-                crate::warning!("Can't persist the AOF with fsync: {}", e);
-                self.last_write_ok.store(false, Ordering::Relaxed);
-            }
+            Err(e) => self.fsync_error(&e),
         }
     }
 
@@ -402,6 +450,29 @@ impl Aof {
                 growth_pct
             );
             let _ = start_rewrite(srv);
+        }
+    }
+
+    fn fsync_error(&self, e: &std::io::Error) {
+        if !self.fsync_failed.swap(true, Ordering::AcqRel) {
+            crate::warning!(
+                "Can't persist AOF for fsync error when the AOF fsync policy is 'everysec': {}. Write operations will be rejected until the fsync succeeds.",
+                strerror(e)
+            );
+        }
+        *self.last_write_error.lock() = strerror(e);
+    }
+
+    /// Writes are refused (`-MISCONF`) while the AOF is on and its last write or fsync
+    /// failed (Redis's writeCommandsDeniedByDiskError, DISK_ERROR_TYPE_AOF).
+    pub fn write_error(&self) -> Option<String> {
+        if self.enabled.load(Ordering::Acquire)
+            && (!self.last_write_ok.load(Ordering::Acquire)
+                || self.fsync_failed.load(Ordering::Acquire))
+        {
+            Some(self.last_write_error.lock().clone())
+        } else {
+            None
         }
     }
 
@@ -442,7 +513,13 @@ impl Aof {
             ok(&self.last_rewrite_ok),
             self.rewrites.load(Ordering::Relaxed),
             self.consecutive_failures.load(Ordering::Relaxed),
-            ok(&self.last_write_ok),
+            if self.last_write_ok.load(Ordering::Relaxed)
+                && !self.fsync_failed.load(Ordering::Relaxed)
+            {
+                "ok"
+            } else {
+                "err"
+            },
         );
         if self.enabled.load(Ordering::Relaxed) {
             let pending = srv.repl.inner.lock().aof.buf.len();
@@ -1270,4 +1347,27 @@ fn truncated(
         name
     );
     Ok(())
+}
+
+/// Writes as much of `bytes` as the file takes: (bytes written, the error that stopped it).
+fn write_some(f: &mut File, bytes: &[u8]) -> (usize, Option<std::io::Error>) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match f.write(&bytes[written..]) {
+            Ok(0) => return (written, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Some(e)),
+        }
+    }
+    (written, None)
+}
+
+/// The C library's text for an OS error ("No space left on device"), as Redis prints it.
+fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
