@@ -1169,3 +1169,47 @@ def test_09_aof_disk_full_refuses_writes_then_recovers(servers, kind):
         for x in list(servers.made):
             x.stop(grace=3)
         subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+@pytest.mark.parametrize("preamble", [False, True], ids=["commands", "rdb-preamble"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_10_pre_7_0_single_aof_is_upgraded(servers, kind, preamble):
+    """A Redis 6 data dir (a single `appendonly.aof`, commands or RDB preamble + commands)
+    started with `appendonly yes`: the file moves into appendonlydir as the base named in a
+    new manifest (Redis 7.0's aofUpgradePrepare), its data is loaded, and new writes go to
+    a new incr file that survives a restart."""
+    data = servers.home(f"{kind}-old-aof")
+    commands = b"".join(encode_command(*c) for c in (
+        ["SELECT", "0"], ["SET", "a", "1"], ["RPUSH", "l", "x", "y"], ["HSET", "h", "f", "v"],
+        ["INCR", "a"], ["SELECT", "2"], ["SET", "other", "db2"]))
+    old = commands
+    if preamble:
+        # The RDB part: a dump.rdb made by a server of the same kind, then commands after it.
+        src = servers.new(kind, [("dbfilename", ["seed.rdb"])])
+        src.start()
+        c = src.conn()
+        ok(c.call("SET", "from-rdb", "yes"))
+        ok(c.call("SAVE"))
+        src.stop()
+        old = (src.data_dir / "seed.rdb").read_bytes() + commands
+    (data / "appendonly.aof").write_bytes(old)
+    s = servers.new(kind, [("appendonly", ["yes"])], data_dir=data)
+    s.start()
+    c = s.conn()
+    assert c.call("GET", "a").to_py() == b"2"
+    assert c.call("LRANGE", "l", "0", "-1").to_py() == [b"x", b"y"]
+    assert c.call("HGET", "h", "f").to_py() == b"v"
+    assert c.call("GET", "from-rdb").to_py() == (b"yes" if preamble else None)
+    ok(c.call("SELECT", "2"))
+    assert c.call("GET", "other").to_py() == b"db2"
+    assert not (data / "appendonly.aof").exists()
+    assert (data / AOF_DIR / "appendonly.aof").read_bytes() == old
+    assert (data / AOF_DIR / "appendonly.aof.manifest").read_bytes() == (
+        b"file appendonly.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n")
+    ok(c.call("SET", "after", "upgrade"))
+    s.stop()
+    s.start()
+    c = s.conn()
+    ok(c.call("SELECT", "2"))
+    assert c.call("GET", "after").to_py() == b"upgrade"
+    assert c.call("GET", "other").to_py() == b"db2"

@@ -1043,6 +1043,10 @@ pub fn load_at_startup(srv: &Arc<Server>) {
     let s = srv.settings();
     let dir = PathBuf::from(&s.appenddirname);
     let manifest_path = dir.join(Manifest::manifest_name(&s.appendfilename));
+    if let Err(e) = upgrade_old_aof(&s.appendfilename, &dir, &manifest_path) {
+        crate::warning!("{}", e);
+        std::process::exit(1);
+    }
     let bytes = match std::fs::read(&manifest_path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1167,6 +1171,63 @@ pub fn load_at_startup(srv: &Arc<Server>) {
     aof.set_policy(s.appendfsync);
     aof.enabled.store(true, Ordering::Release);
     Aof::start_background(srv);
+}
+
+/// Redis 7.0's aofUpgradePrepare: a pre-7.0 single `appendonly.aof` in `dir` (the working
+/// directory) becomes the base of a multi-part AOF — moved into the AOF directory under its
+/// own name, with a manifest naming it — when there is no AOF directory, no (or an empty)
+/// manifest, or a manifest whose only file is that base and the base is not in the directory
+/// yet (an upgrade interrupted between the manifest and the rename).
+fn upgrade_old_aof(appendfilename: &str, dir: &Path, manifest_path: &Path) -> Result<(), String> {
+    let old = Path::new(appendfilename);
+    if !old.is_file() {
+        return Ok(());
+    }
+    let existing = match std::fs::read(manifest_path) {
+        Ok(b) => Some(Manifest::parse(&b).map_err(|e| e.to_string())?),
+        Err(_) => None,
+    };
+    let upgrade = !dir.is_dir()
+        || match &existing {
+            None => true,
+            Some(m) if m.base.is_none() && m.incr.is_empty() => true,
+            Some(m) => {
+                m.incr.is_empty()
+                    && m.base.as_ref().is_some_and(|b| b.name == appendfilename)
+                    && !dir.join(appendfilename).exists()
+            }
+        };
+    if !upgrade {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "Can't open or create append-only dir {}: {e}",
+            dir.display()
+        )
+    })?;
+    let manifest = Manifest {
+        base: Some(FileEntry {
+            name: appendfilename.to_string(),
+            seq: 1,
+            kind: FileKind::Base,
+        }),
+        curr_base_seq: 1,
+        ..Manifest::default()
+    };
+    persist_manifest_at(dir, appendfilename, &manifest)?;
+    let to = dir.join(appendfilename);
+    std::fs::rename(old, &to).map_err(|e| {
+        format!(
+            "Error trying to rename the existing AOF to old AOF dir {}: {e}",
+            to.display()
+        )
+    })?;
+    crate::notice!(
+        "Successfully migrated an old-style AOF into the AOF directory ({}).",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// Loads one file of the AOF. `last`: the only file whose torn tail may be truncated.
