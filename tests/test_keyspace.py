@@ -81,6 +81,34 @@ def test_scan_guarantee_under_concurrent_writes(server):
         assert {f"stable:{i}".encode() for i in range(1000)} <= seen
 
 
+@pytest.mark.parametrize("cmd,add", [("ZSCAN", "ZADD"), ("SSCAN", "SADD"), ("HSCAN", "HSET")])
+def test_collection_scan_is_incremental_and_complete(server, cmd, add):
+    """A large (hashtable / skiplist encoded) collection is scanned in steps (COUNT 10 gives
+    a partial reply with a cursor), and every member present throughout is returned while
+    members come and go between the calls."""
+    def pair(i):
+        return [str(i), f"m{i}"] if add == "ZADD" else ([f"m{i}", "v"] if add == "HSET" else [f"m{i}"])
+
+    with server.conn() as c, server.conn() as w:
+        for lo in range(0, 1000, 250):
+            c.call_raw(add, "k", *sum((pair(i) for i in range(lo, lo + 250)), []))
+        cursor, first = c.call(cmd, "k", "0", "COUNT", "10").to_py()
+        assert cursor != b"0" and 0 < len(first) < 200, (cursor, len(first))
+        cursor, seen, step = b"0", set(), 0
+        while True:
+            cursor, items = c.call(cmd, "k", cursor, "COUNT", "20").to_py()
+            members = items if cmd == "SSCAN" else items[::2]
+            seen.update(members)
+            w.call_raw(add, "k", *sum((pair(2000 + step * 10 + j) for j in range(10)), []))
+            w.call_raw("ZREM" if add == "ZADD" else ("HDEL" if add == "HSET" else "SREM"), "k",
+                       *[f"m{2000 + (step - 2) * 10 + j}" for j in range(10)])
+            step += 1
+            if cursor == b"0":
+                break
+            assert step < 10_000
+        assert {f"m{i}".encode() for i in range(1000)} <= seen
+
+
 def test_keys_big_keyspace(server):
     with server.conn() as c:
         _fill(c)

@@ -1092,16 +1092,12 @@ pub fn zscan(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     };
     let opts = parse_scan_opts(args, 3)?;
     let mut items = Vec::new();
-    // Both encodings are returned whole: rank positions shift under inserts, so a partial
-    // skiplist cursor could not honour SCAN's guarantees cheaply.
-    // PARTIAL: large sorted sets come back in one reply (still a valid SCAN: cursor 0).
-    let _ = cursor;
-    z.for_each(|m, s| {
+    let next = z.scan(cursor, opts.count, |m, s| {
         if opts.matches(m) {
             items.push(m.to_vec());
             items.push(format_double(s).into_bytes());
         }
     });
-    reply_scan(ctx, 0, &items);
+    reply_scan(ctx, next, &items);
     Ok(())
 }

@@ -646,6 +646,42 @@ impl ZSet {
         end - start
     }
 
+    /// One ZSCAN step. A listpack is visited whole (cursor 0, as Redis does); a skiplist by
+    /// node slot, descending from `cursor` (0 starts): a member keeps its slot for life
+    /// (freed slots are reused, never moved), so every member present for the whole scan is
+    /// returned. Visits up to `count` members (and at most 10×`count` free slots) and
+    /// returns the next cursor, 0 when done.
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
+        let ZSet::Skip(sl) = self else {
+            self.for_each(f);
+            return 0;
+        };
+        let len = sl.nodes.len();
+        let mut pos = if cursor == 0 || cursor as usize > len {
+            len
+        } else {
+            cursor as usize
+        };
+        let (mut visited, mut empty) = (0usize, 0usize);
+        let count = count.max(1);
+        // Slot 0 is the header.
+        while pos > 1 && visited < count && empty < count.saturating_mul(10) {
+            pos -= 1;
+            let n = &sl.nodes[pos];
+            if n.lv.is_empty() {
+                empty += 1;
+                continue;
+            }
+            f(n.ele.as_bytes(), n.score);
+            visited += 1;
+        }
+        if pos <= 1 {
+            0
+        } else {
+            pos as u64
+        }
+    }
+
     /// Visits every (member, score) in ascending order.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], f64)) {
         self.for_ranks(0, self.len(), false, |m, s| {
@@ -705,6 +741,52 @@ mod tests {
                     prop_assert_eq!(z.collect_ranks(1, 2, false), sorted[1..2].to_vec());
                     prop_assert_eq!(z.collect_ranks(1, 3, true), vec![sorted[2].clone(), sorted[1].clone()]);
                 }
+            }
+        }
+
+        /// ZSCAN's guarantee on a skiplist: a member present from the first call to the last
+        /// is returned (with its score), whatever is added and removed between the calls.
+        #[test]
+        fn skiplist_scan_returns_every_member_present_throughout(
+            initial in 1u16..300,
+            ops in proptest::collection::vec((any::<bool>(), 0u16..400), 0..300),
+            count in 1usize..20,
+        ) {
+            let lim = ZLimits { max_entries: 0, max_value: 64 };
+            let mut z = ZSet::new_for(3, lim);
+            for k in 0..initial {
+                z.add(format!("m{k}").as_bytes(), k as f64, lim);
+            }
+            let mut always: std::collections::BTreeSet<Vec<u8>> =
+                (0..initial).map(|k| format!("m{k}").into_bytes()).collect();
+            let mut seen: std::collections::BTreeSet<Vec<u8>> = Default::default();
+            let mut cursor = 0u64;
+            let mut ops = ops.into_iter();
+            let mut calls = 0;
+            loop {
+                cursor = z.scan(cursor, count, |m, s| {
+                    assert_eq!(format!("m{}", s as u64).as_bytes(), m);
+                    seen.insert(m.to_vec());
+                });
+                calls += 1;
+                prop_assert!(calls < 100_000, "the scan never ends");
+                if cursor == 0 {
+                    break;
+                }
+                // Between two calls: a few adds and removes.
+                for _ in 0..3 {
+                    if let Some((add, k)) = ops.next() {
+                        let m = format!("m{k}").into_bytes();
+                        if add {
+                            z.add(&m, k as f64, lim);
+                        } else if z.remove(&m) {
+                            always.remove(&m);
+                        }
+                    }
+                }
+            }
+            for m in &always {
+                prop_assert!(seen.contains(m), "{} present throughout but not returned", String::from_utf8_lossy(m));
             }
         }
     }
