@@ -221,6 +221,16 @@ struct Shared {
     lock: Mutex<Option<ConfigLock>>,
 }
 
+/// One nodes.conf save: crash-atomic with fsyncs when the change must survive a power loss
+/// (epoch bumps, votes), in place otherwise (as Redis 7.0 saves without fsync).
+fn save_conf(path: &std::path::Path, content: &str, fsync: bool) -> std::io::Result<()> {
+    if fsync {
+        nodes_conf::save_atomic(path, content, true)
+    } else {
+        nodes_conf::save_in_place(path, content)
+    }
+}
+
 /// Performs the batch's `SaveConfig` effects as one save of the newest content (fsynced when
 /// any of them asked for it) and removes them from `effects`. Called with the state lock held.
 fn save_config_effects(path: &std::path::Path, effects: &mut Vec<Effect>) {
@@ -235,7 +245,7 @@ fn save_config_effects(path: &std::path::Path, effects: &mut Vec<Effect>) {
         _ => true,
     });
     if let Some(content) = newest {
-        if let Err(e) = nodes_conf::save_atomic(path, &content, fsync) {
+        if let Err(e) = save_conf(path, &content, fsync) {
             // Redis exits here; we log and keep running (the server decides).
             log_line(
                 LogLevel::Warning,
@@ -675,9 +685,7 @@ impl ClusterHandle {
                     }
                 }
                 Effect::SaveConfig { content, fsync } => {
-                    if let Err(e) =
-                        nodes_conf::save_atomic(&self.shared.config_path, &content, fsync)
-                    {
+                    if let Err(e) = save_conf(&self.shared.config_path, &content, fsync) {
                         // Redis exits here; we log and keep running (the server decides).
                         log_line(
                             LogLevel::Warning,

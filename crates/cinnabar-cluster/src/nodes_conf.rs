@@ -360,6 +360,32 @@ pub fn save_atomic(path: &Path, content: &str, fsync: bool) -> std::io::Result<(
     result
 }
 
+/// Replace the content of `path` in place, without fsync (Redis 7.0's clusterSaveConfig for
+/// saves that do not ask for one: SETSLOT, state learned from peers). One `write` at offset 0
+/// covers the whole old length — the new content padded with newlines, which the loader
+/// skips — and only then is the file truncated, so a process killed at any point leaves a
+/// loadable file (old content, or new content plus blank lines). No new inode, no rename:
+/// several times cheaper than [`save_atomic`], which stays the path for fsynced saves (epoch
+/// bumps, votes), where a power loss must find either the old or the new file.
+pub fn save_in_place(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let old_len = f.metadata()?.len() as usize;
+    let mut buf = content.as_bytes().to_vec();
+    if old_len > buf.len() {
+        buf.resize(old_len, b'\n');
+    }
+    f.write_all_at(&buf, 0)?;
+    if buf.len() != content.len() {
+        f.set_len(content.len() as u64)?;
+    }
+    Ok(())
+}
+
 /// An exclusive advisory lock held for the life of the process.
 ///
 /// Because saves replace the file by rename, locking the config file itself would lock a
@@ -411,6 +437,25 @@ pub fn load(path: &Path) -> Result<Option<NodesConf>, ConfError> {
 mod tests {
     use super::*;
     use crate::state::StateConfig;
+
+    #[test]
+    fn save_in_place_shrinks_grows_and_stays_loadable() {
+        let dir = std::env::temp_dir().join(format!("cinnabar-nc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("nodes.conf");
+        save_in_place(&p, SAMPLE).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), SAMPLE);
+        let short =
+            SAMPLE.lines().nth(1).unwrap().to_string() + "\nvars currentEpoch 7 lastVoteEpoch 3\n";
+        save_in_place(&p, &short).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), short);
+        // What a crash between the write and the truncate leaves: content + blank lines.
+        let padded = short.clone() + &"\n".repeat(SAMPLE.len() - short.len());
+        assert_eq!(parse(&padded).unwrap().nodes.len(), 1);
+        save_in_place(&p, SAMPLE).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), SAMPLE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     const SAMPLE: &str = "\
 e1cd05f27a27c61d3be9704d4368036d30e481c9 127.0.0.1:30001@40001 master - 0 1795935855860 5 connected 0-5460 7000
