@@ -6,9 +6,7 @@ use std::sync::atomic::Ordering;
 
 use cinnabar_cluster::slot::key_hash_slot;
 
-use crate::keyspace::{
-    access_clock_s, Entry, Keyspace, LockSet, Lookup, Slot, SmallBytes, SLOT_COUNT,
-};
+use crate::keyspace::{access_clock_s, Entry, Keyspace, LockSet, Lookup, Slot, SLOT_COUNT};
 use crate::notify::{self, publish_event};
 use crate::pubsub::PubSub;
 use crate::stats::Stats;
@@ -184,15 +182,10 @@ impl<'a> DbView<'a> {
     /// Stores `value` at `key` in database `db`, replacing any previous value.
     /// `expire_at_ms` 0 = persistent.
     pub fn set_in(&mut self, db: u32, key: &[u8], value: Value, expire_at_ms: i64) {
-        let entry = Box::new(Entry {
-            key: SmallBytes::new(key),
-            value,
-            expire_at_ms,
-            access_s: access_clock_s(),
-        });
+        let access_s = access_clock_s();
         let slot = self.slot_of(db, key);
         let before = slot.volatile();
-        let old = slot.insert(entry);
+        let old = slot.upsert(key, value, expire_at_ms, access_s);
         let delta = slot.volatile() as i64 - before as i64;
         let d = self.ks.db(db as usize);
         d.adjust_volatile(delta);
@@ -202,7 +195,7 @@ impl<'a> DbView<'a> {
                 self.notify_in(db, notify::NEW, "new", key);
             }
             // Replacing a key that had expired: Redis deletes it first (`expired`), then adds.
-            Some(o) if o.expire_at_ms != 0 && o.expire_at_ms <= self.now_ms => {
+            Some((_, old_exp)) if old_exp != 0 && old_exp <= self.now_ms => {
                 self.notify_in(db, notify::EXPIRED, "expired", key);
                 self.notify_in(db, notify::NEW, "new", key);
             }

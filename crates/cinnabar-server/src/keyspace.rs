@@ -280,6 +280,48 @@ impl Slot {
         }
     }
 
+    /// Sets `key` to `value` with one probe: an existing entry keeps its allocation and key
+    /// and gets the new value, expiry and access time (Redis's dbOverwrite); a new key gets a
+    /// new entry. Returns the previous value and expiry when the key existed.
+    #[inline]
+    pub fn upsert(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        expire_at_ms: i64,
+        access_s: u32,
+    ) -> Option<(Value, i64)> {
+        let h = key_hash(key);
+        if expire_at_ms != 0 {
+            self.volatile += 1;
+        }
+        match self.table.entry(
+            h,
+            |e| e.key.as_bytes() == key,
+            |e| key_hash(e.key.as_bytes()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                let old_exp = std::mem::replace(&mut e.expire_at_ms, expire_at_ms);
+                e.access_s = access_s;
+                let old = std::mem::replace(&mut e.value, value);
+                if old_exp != 0 {
+                    self.volatile -= 1;
+                }
+                Some((old, old_exp))
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(Box::new(Entry {
+                    key: SmallBytes::new(key),
+                    value,
+                    expire_at_ms,
+                    access_s,
+                }));
+                None
+            }
+        }
+    }
+
     pub fn remove(&mut self, key: &[u8]) -> Option<Box<Entry>> {
         let h = key_hash(key);
         match self.table.find_entry(h, |e| e.key.as_bytes() == key) {
