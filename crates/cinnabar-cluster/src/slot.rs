@@ -4,7 +4,10 @@
 /// Number of hash slots in a Redis cluster.
 pub const SLOT_COUNT: usize = 16384;
 
-const CRC16: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+/// Slice-by-16 tables (8 KiB): keys are hashed 16 bytes per step instead of one byte per
+/// table lookup — CRC16 was ~20% of the CPU of a 10-key MSET with the byte-wise table.
+const CRC16: crc::Crc<u16, crc::Table<16>> =
+    crc::Crc::<u16, crc::Table<16>>::new(&crc::CRC_16_XMODEM);
 
 /// CRC-16/XMODEM (poly 0x1021, init 0, no reflection), the checksum Redis uses for slots.
 pub fn crc16(data: &[u8]) -> u16 {
