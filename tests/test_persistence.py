@@ -1213,3 +1213,49 @@ def test_10_pre_7_0_single_aof_is_upgraded(servers, kind, preamble):
     ok(c.call("SELECT", "2"))
     assert c.call("GET", "after").to_py() == b"upgrade"
     assert c.call("GET", "other").to_py() == b"db2"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_09b_aof_disk_full_with_fsync_always_exits_without_acknowledging(servers, kind):
+    """appendfsync always and a full disk: the server exits (status 1, "Can't recover from AOF
+    write error when the AOF fsync policy is 'always'. Exiting...") instead of acknowledging
+    a write it could not persist; restarted with space, every acknowledged write is there."""
+    data = servers.home(f"{kind}-tmpfs-always")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        s = servers.new(kind, [("appendonly", ["yes"]), ("appendfsync", ["always"]),
+                               ("auto-aof-rewrite-percentage", ["0"])], data_dir=data)
+        s.start()
+        c = s.conn()
+        st = os.statvfs(data)
+        filler = data / "filler"
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 64 * 1024))
+        value = "v" * 4096
+        acked: list[str] = []
+        failure = None
+        for i in range(200):
+            try:
+                r = c.call("SET", f"k{i}", value)
+            except (ConnectionError, OSError, EOFError) as e:
+                failure = e
+                break
+            assert r.raw == b"+OK\r\n", r.raw
+            acked.append(f"k{i}")
+        assert failure is not None, "the server acknowledged writes it could not persist"
+        wait_for(lambda: s.proc.poll() is not None, 10, "the server to exit")
+        assert s.proc.returncode == 1, s.proc.returncode
+        assert "Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting..." in s.log_text()
+        s.stop()
+        filler.unlink()
+        s.start()
+        c = s.conn()
+        for k in acked:
+            assert c.call("EXISTS", k).raw == b":1\r\n", f"{k} acknowledged but lost"
+        print(f"[{kind}] {len(acked)} writes acknowledged before the exit")
+    finally:
+        for x in list(servers.made):
+            x.stop(grace=3)
+        subprocess.run(["umount", "-l", str(data)], capture_output=True)

@@ -171,6 +171,15 @@ impl Aof {
             return;
         }
         self.flush(srv, need, always);
+        // As Redis's flushAppendOnlyFile: with `always` a failed write or fsync ends the
+        // process before any reply acknowledges the write.
+        if always
+            && (!self.last_write_ok.load(Ordering::Acquire)
+                || self.fsync_failed.load(Ordering::Acquire))
+        {
+            crate::warning!("Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...");
+            std::process::exit(1);
+        }
     }
 
     /// Makes feed position `need` durable for a reply without blocking the worker thread:
