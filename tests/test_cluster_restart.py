@@ -148,6 +148,61 @@ def test_03_appendonly_keys_survive_restart(rs):
     wait_cluster_ok(rs.nodes, CONVERGE, size=3)
 
 
+def test_03b_bus_answers_while_a_restarting_master_loads(rs):
+    """A master restarted with a slow load (key-load-delay makes its AOF load take ~8 s,
+    longer than the 5 s node timeout) keeps answering the cluster bus while it loads, as
+    Redis does between loading chunks: no node flags it failing, its replica is not
+    promoted, and it comes back as the same master with its keys."""
+    import threading
+
+    wait_cluster_ok(rs.nodes, CONVERGE, size=3)
+    master = rs.nodes[1]
+    mid = master.myid()
+    mine = myself_line(master)
+    assert "master" in mine["flags"], mine["line"]
+    keys = keys_for_slots(sorted(mine["slots"])[:2000], prefix="slowload")
+    from lib.resp import RespConnection
+
+    with RespConnection(master.host, master.port, timeout=30) as c:
+        for k in keys.values():
+            c.send_command("SET", k, "v")
+        assert all(c.read_reply().raw == b"+OK\r\n" for _ in keys)
+    others = [n for n in rs.nodes if n is not master]
+    conf = master.conf_path.read_text()
+    master.conf_path.write_text(conf + "key-load-delay 4000\n")
+    try:
+        master.stop()  # SIGTERM: a clean shutdown, everything in the AOF
+        errors: list[BaseException] = []
+
+        def restart():
+            try:
+                master.restart(timeout=120)
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+
+        t = threading.Thread(target=restart)
+        t.start()
+        seen_flags = set()
+        while t.is_alive():
+            for o in others:
+                x = {y["id"]: y for y in o.nodes()}[mid]
+                seen_flags.update(f for f in x["flags"] if f.startswith("fail"))
+            t.join(0.2)
+        assert not errors, errors[0]
+    finally:
+        master.conf_path.write_text(conf)
+    # The precondition, from the server's own log: the load outlasted the node timeout.
+    import re
+
+    loads = re.findall(r"DB loaded from append only file: ([0-9.]+) seconds", master.log_path.read_text(errors="replace"))
+    assert loads and float(loads[-1]) > 5.0, f"the load was not slow enough to test anything: {loads}"
+    assert not seen_flags, f"{master.name} was flagged {sorted(seen_flags)} while loading"
+    assert "master" in myself_line(master)["flags"]
+    wait_cluster_ok(rs.nodes, CONVERGE, size=3)
+    assert master.call("DBSIZE") >= len(keys)
+    master.call("CONFIG", "SET", "key-load-delay", "0")
+
+
 def test_04_restart_every_node(rs):
     """All six killed (SIGKILL) and started again from their dirs: same cluster, state ok."""
     sig_before = wait_same_topology(rs.nodes, CONVERGE)

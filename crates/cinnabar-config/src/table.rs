@@ -602,7 +602,14 @@ pub static DIRECTIVES: &[Directive] = &[
     ),
     yes(int("list-compress-depth", None, M, 0, INT_MAX, "0")),
     hidden(int("rdb-key-save-delay", None, M, INT_MIN, INT_MAX, "0")),
-    hidden(int("key-load-delay", None, M, INT_MIN, INT_MAX, "0")),
+    yes(hidden(int(
+        "key-load-delay",
+        None,
+        M,
+        INT_MIN,
+        INT_MAX,
+        "0",
+    ))),
     int("active-expire-effort", None, M, 1, 10, "1"),
     yes(int("hz", None, M, 0, INT_MAX, "10")),
     yes(int(

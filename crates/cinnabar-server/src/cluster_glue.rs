@@ -58,9 +58,21 @@ pub trait ClusterApi: Send + Sync {
 /// `DropShardChannels` unsubscribes shard-channel subscribers of slots that left this shard,
 /// `PauseWrites` / `UnpauseWrites` hold client writes for a manual failover (the CLIENT
 /// PAUSE WRITE machinery) and report the final replication offset.
-pub fn spawn_event_loop(srv: &Arc<crate::server::Server>, rt: &tokio::runtime::Handle) {
+/// Takes the cluster's event stream: from now on the driver queues its events (nothing is
+/// dropped) until `spawn_event_loop` starts consuming them.
+pub fn take_events(
+    srv: &Arc<crate::server::Server>,
+) -> Option<tokio::sync::mpsc::UnboundedReceiver<cinnabar_cluster::driver::ServerEvent>> {
+    srv.cluster.as_ref().and_then(|c| c.take_events())
+}
+
+pub fn spawn_event_loop(
+    srv: &Arc<crate::server::Server>,
+    rt: &tokio::runtime::Handle,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<cinnabar_cluster::driver::ServerEvent>>,
+) {
     use cinnabar_cluster::driver::ServerEvent;
-    let Some(mut rx) = srv.cluster.as_ref().and_then(|c| c.take_events()) else {
+    let Some(mut rx) = events else {
         return;
     };
     let weak = Arc::downgrade(srv);

@@ -160,11 +160,6 @@ fn main() {
     let srv = Arc::new(Server::new(settings.clone(), store, cluster, config_file));
     let _ = srv.repl.self_ref.set(Arc::downgrade(&srv));
     let _ = srv.repl.runtime.set(bg.handle().clone());
-    cinnabar_server::cluster_glue::spawn_event_loop(&srv, bg.handle());
-    if let (Some(m), false) = (settings.replicaof.clone(), settings.cluster_enabled) {
-        let _g = bg.enter();
-        cinnabar_server::replica::start(&srv, Some(m));
-    }
     cinnabar_server::keyspace::update_access_clock();
 
     // Bind all listeners before announcing readiness.
@@ -226,11 +221,42 @@ fn main() {
         }
     }
     notice!("Server initialized");
-    // Load the dataset before any worker accepts a client (they queue in the backlog).
-    if settings.appendonly {
-        cinnabar_server::persist::aof::load_at_startup(&srv);
-    } else {
-        cinnabar_server::persist::rdbfile::load_at_startup(&srv);
+    // Load the dataset before any worker accepts a client (they queue in the backlog). The
+    // load runs on its own thread while this one drives the background runtime, so the
+    // cluster bus keeps answering PINGs (Redis processes events while loading): a master
+    // restarting with a large AOF is not marked FAIL and failed over meanwhile. What the
+    // cluster asks of the server (replicate, flush, delete keys) waits until the data is in:
+    // the event loop below starts only after the load.
+    let cluster_events = cinnabar_server::cluster_glue::take_events(&srv);
+    {
+        let load_srv = srv.clone();
+        let appendonly = settings.appendonly;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let loader = std::thread::Builder::new()
+            .name("cinnabar-load".into())
+            .spawn(move || {
+                if appendonly {
+                    cinnabar_server::persist::aof::load_at_startup(&load_srv);
+                } else {
+                    cinnabar_server::persist::rdbfile::load_at_startup(&load_srv);
+                }
+                let _ = done_tx.send(());
+            });
+        match loader {
+            Ok(h) => {
+                bg.block_on(async {
+                    let _ = done_rx.await;
+                });
+                if h.join().is_err() {
+                    warning!("Loading the dataset failed (the loader thread panicked). Exiting.");
+                    std::process::exit(1);
+                }
+            }
+            Err(e) => {
+                warning!("Failed spawning the loader thread: {}", e);
+                std::process::exit(1);
+            }
+        }
     }
     if let Some(cluster) = srv.cluster.as_ref() {
         if (1..srv.keyspace.db_count()).any(|i| srv.keyspace.db(i).key_count() > 0) {
@@ -240,6 +266,11 @@ fn main() {
             std::process::exit(1);
         }
         cluster.verify_with_data(&srv.keyspace);
+    }
+    cinnabar_server::cluster_glue::spawn_event_loop(&srv, bg.handle(), cluster_events);
+    if let (Some(m), false) = (settings.replicaof.clone(), settings.cluster_enabled) {
+        let _g = bg.enter();
+        cinnabar_server::replica::start(&srv, Some(m));
     }
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let srv = srv.clone();

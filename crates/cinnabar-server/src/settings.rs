@@ -93,6 +93,9 @@ pub struct Settings {
     /// `replica-announce-ip` / `replica-announce-port` (0: the real port), sent to the master.
     pub replica_announce_ip: Option<String>,
     pub replica_announce_port: u16,
+    /// `key-load-delay` (µs slept per key or AOF command loaded; a Redis debugging knob that
+    /// tests use to make loading slow). Zero or negative: no delay.
+    pub key_load_delay_us: i64,
     /// `replicaof host port` from the configuration (start-up only).
     pub replicaof: Option<(String, u16)>,
 }
@@ -293,6 +296,7 @@ impl Settings {
             min_replicas_max_lag_s: num("min-replicas-max-lag", "10")?,
             replica_announce_ip: opt("replica-announce-ip"),
             replica_announce_port: num("replica-announce-port", "0")?.min(65535) as u16,
+            key_load_delay_us: s("key-load-delay", "0").parse().unwrap_or(0),
             replicaof: {
                 let v = s("replicaof", "");
                 let mut it = v.split_whitespace();
