@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import random
@@ -1115,6 +1116,31 @@ def test_08_check_rdb_matches_redis_check_rdb(servers, redis_aof_home):
     assert rc != 0, out
 
 
+@contextlib.contextmanager
+def small_disk(servers, label: str):
+    """A 2 MB tmpfs as a data dir (skips when mounting is not allowed); every server is
+    stopped and the tmpfs unmounted afterwards."""
+    data = servers.home(label)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield data
+    finally:
+        for x in list(servers.made):
+            x.stop(grace=3)
+        subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+def fill_disk(data: Path, leave_bytes: int = 64 * 1024) -> Path:
+    """Fills the filesystem of `data` up to `leave_bytes` free; returns the filler file."""
+    st = os.statvfs(data)
+    filler = data / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - leave_bytes))
+    return filler
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_09_aof_disk_full_refuses_writes_then_recovers(servers, kind):
     """The AOF's filesystem fills up (a 2 MB tmpfs): Redis's behaviour with appendfsync
@@ -1122,21 +1148,12 @@ def test_09_aof_disk_full_refuses_writes_then_recovers(servers, kind):
     `-MISCONF Errors writing to the AOF file: No space left on device`, reads keep working,
     INFO says aof_last_write_status:err. When space comes back the queued bytes are written,
     writes are accepted again, and after a restart every acknowledged write is there."""
-    data = servers.home(f"{kind}-tmpfs")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with small_disk(servers, f"{kind}-tmpfs") as data:
         s = servers.new(kind, [("appendonly", ["yes"]), ("appendfsync", ["everysec"]),
                                ("auto-aof-rewrite-percentage", ["0"])], data_dir=data)
         s.start()
         c = s.conn()
-        # Leave about 64 KB free.
-        st = os.statvfs(data)
-        free = st.f_bavail * st.f_frsize
-        filler = data / "filler"
-        with open(filler, "wb") as f:
-            f.write(b"\0" * max(0, free - 64 * 1024))
+        filler = fill_disk(data)
         value = "v" * 4096
         acked: list[str] = []
         refused = None
@@ -1165,10 +1182,6 @@ def test_09_aof_disk_full_refuses_writes_then_recovers(servers, kind):
             assert got == b":1\r\n", f"{k} acknowledged but lost after restart"
         assert c.call("DBSIZE").to_py() == len(acked)
         print(f"[{kind}] {len(acked)} writes acknowledged, refused with {refused!r} once the disk was full")
-    finally:
-        for x in list(servers.made):
-            x.stop(grace=3)
-        subprocess.run(["umount", "-l", str(data)], capture_output=True)
 
 
 @pytest.mark.parametrize("preamble", [False, True], ids=["commands", "rdb-preamble"])
@@ -1220,19 +1233,12 @@ def test_09b_aof_disk_full_with_fsync_always_exits_without_acknowledging(servers
     """appendfsync always and a full disk: the server exits (status 1, "Can't recover from AOF
     write error when the AOF fsync policy is 'always'. Exiting...") instead of acknowledging
     a write it could not persist; restarted with space, every acknowledged write is there."""
-    data = servers.home(f"{kind}-tmpfs-always")
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(data)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
+    with small_disk(servers, f"{kind}-tmpfs-always") as data:
         s = servers.new(kind, [("appendonly", ["yes"]), ("appendfsync", ["always"]),
                                ("auto-aof-rewrite-percentage", ["0"])], data_dir=data)
         s.start()
         c = s.conn()
-        st = os.statvfs(data)
-        filler = data / "filler"
-        with open(filler, "wb") as f:
-            f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 64 * 1024))
+        filler = fill_disk(data)
         value = "v" * 4096
         acked: list[str] = []
         failure = None
@@ -1255,7 +1261,3 @@ def test_09b_aof_disk_full_with_fsync_always_exits_without_acknowledging(servers
         for k in acked:
             assert c.call("EXISTS", k).raw == b":1\r\n", f"{k} acknowledged but lost"
         print(f"[{kind}] {len(acked)} writes acknowledged before the exit")
-    finally:
-        for x in list(servers.made):
-            x.stop(grace=3)
-        subprocess.run(["umount", "-l", str(data)], capture_output=True)
