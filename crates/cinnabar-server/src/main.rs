@@ -228,35 +228,18 @@ fn main() {
     // cluster asks of the server (replicate, flush, delete keys) waits until the data is in:
     // the event loop below starts only after the load.
     let cluster_events = cinnabar_server::cluster_glue::take_events(&srv);
-    {
-        let load_srv = srv.clone();
-        let appendonly = settings.appendonly;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let loader = std::thread::Builder::new()
-            .name("cinnabar-load".into())
-            .spawn(move || {
-                if appendonly {
-                    cinnabar_server::persist::aof::load_at_startup(&load_srv);
-                } else {
-                    cinnabar_server::persist::rdbfile::load_at_startup(&load_srv);
-                }
-                let _ = done_tx.send(());
-            });
-        match loader {
-            Ok(h) => {
-                bg.block_on(async {
-                    let _ = done_rx.await;
-                });
-                if h.join().is_err() {
-                    warning!("Loading the dataset failed (the loader thread panicked). Exiting.");
-                    std::process::exit(1);
-                }
-            }
-            Err(e) => {
-                warning!("Failed spawning the loader thread: {}", e);
-                std::process::exit(1);
-            }
+    let load_srv = srv.clone();
+    let appendonly = settings.appendonly;
+    let loaded = bg.block_on(bg.spawn_blocking(move || {
+        if appendonly {
+            cinnabar_server::persist::aof::load_at_startup(&load_srv);
+        } else {
+            cinnabar_server::persist::rdbfile::load_at_startup(&load_srv);
         }
+    }));
+    if let Err(e) = loaded {
+        warning!("Loading the dataset failed: {}. Exiting.", e);
+        std::process::exit(1);
     }
     if let Some(cluster) = srv.cluster.as_ref() {
         if (1..srv.keyspace.db_count()).any(|i| srv.keyspace.db(i).key_count() > 0) {

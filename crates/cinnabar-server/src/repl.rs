@@ -425,11 +425,10 @@ impl ReplicationLog {
     }
 
     /// Propagates commands (each with its db) in order; `wrap` puts them in MULTI ... EXEC
-    /// (a transaction), when there is more than one. Returns the replication offset after
-    /// them when they went to the replication stream.
-    pub fn propagate_batch(&self, cmds: &[(u32, Vec<Vec<u8>>)], wrap: bool) -> Option<i64> {
+    /// (a transaction), when there is more than one.
+    pub fn propagate_batch(&self, cmds: &[(u32, Vec<Vec<u8>>)], wrap: bool) {
         if !self.needs_feed() || cmds.is_empty() {
-            return None;
+            return;
         }
         let wrap = wrap && cmds.len() > 1;
         let mut inner = self.inner.lock();
@@ -450,7 +449,7 @@ impl ReplicationLog {
             aof.done(before);
         }
         if !self.is_active() {
-            return None;
+            return;
         }
         let select = |inner: &mut LogInner, db: u32| {
             if inner.last_db != db as i64 {
@@ -472,7 +471,6 @@ impl ReplicationLog {
             Self::append(&mut inner, &encode_command(&[b"EXEC"]));
         }
         self.offset_now.store(inner.offset, Ordering::Release);
-        Some(inner.offset)
     }
 
     /// Raw bytes that do not belong to a database (PING, REPLCONF GETACK).
@@ -635,18 +633,17 @@ impl ReplicationLog {
     /// both settings non-zero and fewer good replicas than required (checkGoodReplicasStatus).
     #[inline]
     pub fn min_replicas_refuse(&self) -> bool {
-        let need = self.min_to_write.load(Ordering::Relaxed);
-        need > 0
-            && self.min_max_lag_s.load(Ordering::Relaxed) > 0
+        self.min_replicas_configured()
             && !self.is_replica()
-            && self.good_replicas.load(Ordering::Acquire) < need
+            && self.good_replicas.load(Ordering::Acquire)
+                < self.min_to_write.load(Ordering::Relaxed)
     }
 
-    /// INFO's `min_slaves_good_slaves` line, when both settings are non-zero.
-    fn min_replicas_info(&self) -> Option<u64> {
-        (self.min_to_write.load(Ordering::Relaxed) > 0
-            && self.min_max_lag_s.load(Ordering::Relaxed) > 0)
-            .then(|| self.good_replicas.load(Ordering::Acquire))
+    /// Both `min-replicas-to-write` and `min-replicas-max-lag` are non-zero.
+    #[inline]
+    fn min_replicas_configured(&self) -> bool {
+        self.min_to_write.load(Ordering::Relaxed) > 0
+            && self.min_max_lag_s.load(Ordering::Relaxed) > 0
     }
 
     /// Online replicas whose acknowledged offset is at least `offset`, and how many are
@@ -765,7 +762,8 @@ impl ReplicationLog {
             }
         }
         let _ = write!(o, "connected_slaves:{}\r\n", inner.replicas.len());
-        if let Some(good) = self.min_replicas_info() {
+        if self.min_replicas_configured() {
+            let good = self.good_replicas.load(Ordering::Acquire);
             let _ = write!(o, "min_slaves_good_slaves:{good}\r\n");
         }
         for (i, a) in inner.replicas.iter().enumerate() {

@@ -698,9 +698,7 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         let is_write = spec.flags & flags::WRITE != 0 && res.is_ok();
         let cmds =
             crate::repl::rewrite(spec.name, is_write, args, &mut ctx.db, &ctx.out.buf[mark..]);
-        if let Some(off) = srv.repl.propagate_batch(&cmds, false) {
-            ctx.cl.woff = off;
-        }
+        srv.repl.propagate_batch(&cmds, false);
     }
     drop(ctx);
     if dirty > 0 {
@@ -729,10 +727,11 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         reply_error(srv, cl, out, &e);
     }
     server_cmds::slowlog_record(srv, cl, args, elapsed_us, now_ms);
-    // Redis 7.0 sets `c->woff = server.master_repl_offset` after every executed command: a
-    // later WAIT of this client covers everything the master had streamed by then.
+    // Redis 7.0 sets `c->woff = server.master_repl_offset` after every executed command
+    // (EXEC included): a later WAIT of this client covers everything the master had streamed
+    // by then, this command's own propagation included (published under the log's lock).
     if srv.repl.is_active() {
-        cl.woff = cl.woff.max(srv.repl.offset_relaxed());
+        cl.woff = srv.repl.offset_relaxed();
     }
 }
 
@@ -921,9 +920,7 @@ pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
             ctx.out.error_bytes(&e.bytes());
         }
     }
-    if let Some(off) = srv.repl.propagate_batch(&replicated, true) {
-        ctx.cl.woff = off;
-    }
+    srv.repl.propagate_batch(&replicated, true);
     ctx.db.locks = LockSet::empty();
     ctx.db.all_locked = false;
     Ok(())

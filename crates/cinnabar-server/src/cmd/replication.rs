@@ -101,7 +101,8 @@ pub fn wait(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if timeout < 0 {
         return Err(CmdError::err("timeout is negative"));
     }
-    // The offset of this client's own last write (0: none — every online replica counts).
+    // The master offset as of this client's previous command (0 before its first one: every
+    // online replica counts), Redis's c->woff.
     let offset = ctx.cl.woff;
     let (acked, _) = ctx.srv.repl.acked(offset);
     if ctx.cl.in_exec || acked as i64 >= num {

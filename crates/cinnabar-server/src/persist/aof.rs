@@ -1355,9 +1355,7 @@ fn replay<R: std::io::BufRead>(
                 crate::cmd::execute(srv, &mut fake, &bargs, &mut out, now_ms());
                 out.clear();
                 commands += 1;
-                if s.key_load_delay_us > 0 {
-                    std::thread::sleep(Duration::from_micros(s.key_load_delay_us as u64));
-                }
+                super::key_load_delay(s);
             }
             Err(AofError::Truncated { valid_up_to }) => {
                 let cut = open_multi.unwrap_or(valid_up_to).min(valid_up_to);

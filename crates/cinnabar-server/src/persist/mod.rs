@@ -98,3 +98,12 @@ pub fn fsync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
+
+/// `key-load-delay`: the pause after each key (RDB) or command (AOF) loaded, in µs — Redis's
+/// debugging knob for slow loads; zero or negative: none.
+#[inline]
+pub fn key_load_delay(s: &crate::settings::Settings) {
+    if s.key_load_delay_us > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(s.key_load_delay_us as u64));
+    }
+}

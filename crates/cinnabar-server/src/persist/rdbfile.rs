@@ -306,11 +306,7 @@ pub fn load_rdb_then<R: std::io::Read>(
             db.adjust_keys(1);
         }
         loaded += 1;
-        if settings.key_load_delay_us > 0 {
-            std::thread::sleep(std::time::Duration::from_micros(
-                settings.key_load_delay_us as u64,
-            ));
-        }
+        super::key_load_delay(&settings);
     }
     Ok((loaded, expired))
 }
