@@ -638,9 +638,12 @@ class TestOpenSlots:
         s = 3000  # owned by M0, untouched by the cases above
         assert s in myself_slots(m0)
         keys = [f"{{{tag_for(s, 'dirty')}}}:{i}" for i in range(5)]
-        for k in keys:
-            assert raw(m0, "SET", k, "v") == OK
-        assert raw(m0, "WAIT", 1, 5000) == b":1\r\n"
+        # SETs and WAIT on one connection: WAIT covers the offset of this client's own last
+        # write (c->woff), so on a fresh connection it would wait for nothing.
+        with conn(m0) as c:
+            for k in keys:
+                assert c.call_raw("SET", k, "v") == OK
+            assert c.call_raw("WAIT", 1, 5000) == b":1\r\n"
         assert raw(r0, "CLUSTER", "COUNTKEYSINSLOT", s) == b":5\r\n"
         # M2 takes the slot without consensus, with the highest configEpoch.
         assert raw(m2, "CLUSTER", "BUMPEPOCH").startswith(b"+BUMPED") or raw(m2, "CLUSTER", "BUMPEPOCH").startswith(b"+STILL")
