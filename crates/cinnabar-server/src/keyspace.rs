@@ -458,6 +458,29 @@ impl Db {
         self.index
     }
 
+    /// Cache hint: the header of `slot` (its mutex and table header) will be needed soon.
+    #[inline]
+    pub fn prefetch_slot(&self, slot: u16) {
+        if let Some(m) = self.slots.get(slot as usize) {
+            crate::prefetch::hint(m as *const Mutex<Slot>);
+        }
+    }
+
+    /// Cache hint: probes `slot`'s table for `key` without waiting for its lock (a busy slot
+    /// is skipped) and prefetches the matching entries without reading them. Modifies nothing.
+    #[inline]
+    pub fn prefetch_entry(&self, slot: u16, key: &[u8]) {
+        let Some(m) = self.slots.get(slot as usize) else {
+            return;
+        };
+        if let Some(g) = m.try_lock() {
+            let _ = g.table.find(key_hash(key), |e| {
+                crate::prefetch::hint(&**e as *const Entry);
+                false
+            });
+        }
+    }
+
     pub fn key_count(&self) -> i64 {
         self.keys.load(Ordering::Relaxed).max(0)
     }
@@ -509,6 +532,12 @@ impl Keyspace {
             self.snap.dbs_created.fetch_add(1, Ordering::SeqCst);
             Db::new(index as u32, self.snap.clone())
         })
+    }
+
+    /// Database `index` if it has been touched (never creates it).
+    #[inline]
+    pub fn get_db(&self, index: usize) -> Option<&Db> {
+        self.dbs.get(index)?.get()
     }
 
     /// Databases that have been touched, with their index.

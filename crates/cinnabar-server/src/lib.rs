@@ -25,6 +25,7 @@ pub mod log;
 pub mod net;
 pub mod notify;
 pub mod persist;
+pub mod prefetch;
 pub mod pubsub;
 pub mod repl;
 pub mod replica;

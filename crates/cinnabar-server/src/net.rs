@@ -288,7 +288,13 @@ async fn connection_loop<S: AsyncRead + AsyncWrite + Unpin>(
             max_bulk_len_bytes: settings.proto_max_bulk_len_bytes,
             authenticated: c.authenticated,
         };
+        // Commands left in the window whose key lookups were prefetched (see `prefetch`).
+        let mut prefetched_ahead = 0usize;
         loop {
+            if prefetched_ahead == 0 {
+                prefetched_ahead = crate::prefetch::window(&srv.keyspace, client.db, &rbuf).max(1);
+            }
+            prefetched_ahead -= 1;
             if rbuf.len() as u64 > settings.client_query_buffer_limit_bytes {
                 crate::warning!(
                     "Closing client that reached max query buffer length: id={} addr={} qbuf={} (qbuf initial bytes: {:?})",

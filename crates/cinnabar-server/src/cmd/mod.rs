@@ -118,7 +118,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-mod table;
+pub(crate) mod table;
 pub use table::{all_specs, command_count, command_index, lookup, COMMANDS};
 
 /// Key argument positions of a command invocation.
