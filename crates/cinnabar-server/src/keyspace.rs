@@ -466,15 +466,21 @@ impl Db {
         }
     }
 
-    /// Cache hint: probes `slot`'s table for `key` without waiting for its lock (a busy slot
-    /// is skipped) and prefetches the matching entries without reading them. Modifies nothing.
-    #[inline]
-    pub fn prefetch_entry(&self, slot: u16, key: &[u8]) {
-        let Some(m) = self.slots.get(slot as usize) else {
-            return;
-        };
-        if let Some(g) = m.try_lock() {
-            let _ = g.table.find(key_hash(key), |e| {
+    /// Cache hint: probes the tables of `keys` (slot, key) and prefetches the matching entries
+    /// without reading them. The slots are taken with `try_lock` (never waits; a busy slot, or
+    /// one already taken for an earlier key of the batch, is skipped) and all held while probing,
+    /// so that the probes' cache misses overlap — a lock acquisition between two probes would
+    /// serialise them. Held for a few hundred nanoseconds; modifies nothing.
+    pub fn prefetch_entries<'k>(&self, keys: impl Iterator<Item = (u16, &'k [u8])>) {
+        let mut held: smallvec::SmallVec<[(MutexGuard<'_, Slot>, u64); 64]> =
+            smallvec::SmallVec::new();
+        for (slot, key) in keys {
+            if let Some(g) = self.slots.get(slot as usize).and_then(|m| m.try_lock()) {
+                held.push((g, key_hash(key)));
+            }
+        }
+        for (g, h) in &held {
+            let _ = g.table.find(*h, |e| {
                 crate::prefetch::hint(&**e as *const Entry);
                 false
             });
@@ -596,6 +602,16 @@ impl<'a> LockSet<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Memory per key depends on these sizes (BENCHMARKS.md, memory tables): one 64-byte
+    /// entry per key, and a 32/24-byte handle for a small hash / set.
+    #[test]
+    fn handles_stay_compact() {
+        assert_eq!(std::mem::size_of::<Value>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert!(std::mem::size_of::<crate::types::hash::Hash>() <= 32);
+        assert!(std::mem::size_of::<crate::types::set::Set>() <= 32);
+    }
 
     #[test]
     fn small_bytes_is_compact() {

@@ -8,8 +8,9 @@
 //! the server's cycles for `GET` at `-P 16` over 100,000 keys). Here, for up to
 //! [`WINDOW_COMMANDS`] complete commands already in the read buffer:
 //!   1. every key's slot header is prefetched (addresses need no lock);
-//!   2. every key's table is probed under `try_lock` (never waits) and the matching entries
-//!      are prefetched without being read.
+//!   2. every key's slot is taken with `try_lock` (never waits), then all the tables are
+//!      probed and the matching entries prefetched without being read (see
+//!      `Db::prefetch_entries` for why the locks are all held before the first probe).
 //!
 //! This is purely a hint: nothing is modified, a busy slot is skipped, a wrong guess (another
 //! database after SELECT, a command that is refused) costs only the prefetch. The scanner
@@ -147,9 +148,7 @@ pub fn window(ks: &Keyspace, db: u32, buf: &[u8]) -> usize {
     for &(slot, _, _) in &keys {
         d.prefetch_slot(slot);
     }
-    for &(slot, s, e) in &keys {
-        d.prefetch_entry(slot, &buf[s..e]);
-    }
+    d.prefetch_entries(keys.iter().map(|&(slot, s, e)| (slot, &buf[s..e])));
     commands
 }
 
