@@ -118,10 +118,11 @@ impl Value {
             Value::Int(_) => 0,
             Value::Str(s) => s.heap_bytes(),
             Value::Raw(v) => v.capacity() + std::mem::size_of::<Vec<u8>>(),
-            Value::List(l) => l.heap_bytes(),
-            Value::Hash(h) => h.heap_bytes(),
-            Value::Set(s) => s.heap_bytes(),
-            Value::ZSet(z) => z.heap_bytes(),
+            // The boxed handles count too: they are an allocation of their own.
+            Value::List(l) => std::mem::size_of::<list::List>() + l.heap_bytes(),
+            Value::Hash(h) => std::mem::size_of::<hash::Hash>() + h.heap_bytes(),
+            Value::Set(s) => std::mem::size_of::<set::Set>() + s.heap_bytes(),
+            Value::ZSet(z) => std::mem::size_of::<zset::ZSet>() + z.heap_bytes(),
         }
     }
 

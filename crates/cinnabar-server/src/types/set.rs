@@ -10,7 +10,8 @@ use crate::keyspace::SmallBytes;
 #[derive(Clone)]
 pub enum Set {
     Int(Vec<i64>),
-    Table(Dict<SmallBytes>),
+    /// Boxed so that a small (intset) set allocates 24 bytes for its `Set`, not 56.
+    Table(Box<Dict<SmallBytes>>),
 }
 
 impl Default for Set {
@@ -40,7 +41,7 @@ impl Set {
         if parse_i64(first).is_some() {
             Set::Int(Vec::new())
         } else {
-            Set::Table(Dict::default())
+            Set::Table(Box::default())
         }
     }
 
@@ -54,7 +55,7 @@ impl Set {
     pub fn heap_bytes(&self) -> usize {
         match self {
             Set::Int(v) => v.capacity() * 8,
-            Set::Table(d) => d.heap_bytes(),
+            Set::Table(d) => std::mem::size_of::<Dict<SmallBytes>>() + d.heap_bytes(),
         }
     }
 
@@ -86,7 +87,7 @@ impl Set {
             for n in v.iter() {
                 d.insert_new(SmallBytes::new(b.format(*n).as_bytes()));
             }
-            *self = Set::Table(d);
+            *self = Set::Table(Box::new(d));
         }
     }
 
