@@ -1261,3 +1261,86 @@ def test_09b_aof_disk_full_with_fsync_always_exits_without_acknowledging(servers
         for k in acked:
             assert c.call("EXISTS", k).raw == b":1\r\n", f"{k} acknowledged but lost"
         print(f"[{kind}] {len(acked)} writes acknowledged before the exit")
+
+
+# ===========================================================================
+# 11: clients during the start-up load
+
+LOADING_ERR = b"-LOADING Redis is loading the dataset in memory\r\n"
+INFO_LOADING_FIELDS = ("loading_start_time loading_total_bytes loading_rdb_used_mem loading_loaded_bytes "
+                       "loading_loaded_perc loading_eta_seconds").split()
+
+
+def slow_loading_server(servers, kind: str, nkeys: int, value_bytes: int, delay_us: int) -> DirServer:
+    """A server with `nkeys` keys in its dump.rdb, relaunched with key-load-delay and returned
+    once it answers -LOADING. Redis 7.0 serves clients between 2 MB chunks of an RDB load
+    (loading-process-events-interval-bytes), so the file spans several chunks."""
+    s = servers.new(kind, {"appendonly": "no", "save": "", "rdbcompression": "no"})
+    s.start()
+    value = "v" * value_bytes
+    with s.conn() as c:
+        for i in range(0, nkeys, 1000):
+            for j in range(i, min(i + 1000, nkeys)):
+                c.send_command("SET", f"k:{j}", value)
+            for j in range(i, min(i + 1000, nkeys)):
+                ok(c.read_reply())
+        ok(c.call("SAVE"))
+    s.stop()
+    assert (s.data_dir / "dump.rdb").stat().st_size > 8 * 2**20
+    s.set_directive("key-load-delay", str(delay_us))
+    s.launch()
+    state = {"s": "down"}
+
+    def loading():
+        state["s"] = s._ping_state()
+        return state["s"] in ("loading", "ready", "exited")
+
+    wait_for(loading, 60, f"{kind} to answer while loading")
+    assert state["s"] == "loading", f"{kind}: expected to catch the load in progress, PING state {state['s']}"
+    return s
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_11_clients_are_served_during_the_startup_load(servers, kind):
+    """As Redis: a starting server accepts clients while it loads its data; commands that may
+    not run during a load get -LOADING, INFO says loading:1 with the progress fields in
+    Redis's order (what INFO-based ready checks of client libraries read), and once the load
+    is done everything is there."""
+    nkeys = 40_000  # 16 MB: eight 2 MB chunks of ~5,000 keys, ~0.5 s each
+    s = slow_loading_server(servers, kind, nkeys, value_bytes=400, delay_us=100)
+    with s.conn() as c:
+        assert c.call("GET", "k:1").raw == LOADING_ERR
+        assert c.call("DBSIZE").raw == LOADING_ERR
+        text = c.call("INFO", "persistence").to_py().decode()
+        names = [ln.split(":", 1)[0] for ln in text.splitlines() if ":" in ln]
+        info = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+        assert info["loading"] == "1", text
+        assert names[-len(INFO_LOADING_FIELDS):] == INFO_LOADING_FIELDS, names
+        assert int(info["loading_total_bytes"]) == (s.data_dir / "dump.rdb").stat().st_size
+        assert 0 <= int(info["loading_loaded_bytes"]) <= int(info["loading_total_bytes"])
+        assert 0.0 <= float(info["loading_loaded_perc"]) <= 100.0
+        assert int(info["loading_rdb_used_mem"]) > 0  # the RDB's used-mem aux field
+        assert abs(int(info["loading_start_time"]) - time.time()) < 60
+    wait_for(lambda: s._ping_state() == "ready", 120, f"{kind} to finish loading")
+    with s.conn() as c:
+        assert c.call("DBSIZE").to_py() == nkeys
+        assert c.call("STRLEN", f"k:{nkeys - 1}").to_py() == 400
+        text = c.call("INFO", "persistence").to_py().decode()
+        assert "loading:0\r\n" in text and "loading_start_time" not in text, text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_11b_shutdown_during_the_startup_load_exits_at_once(servers, kind):
+    """SHUTDOWN while loading exits without waiting for the load (and without saving the
+    partial dataset): the dump.rdb is untouched."""
+    # 40 MB, ~1,000 keys (2-3 s) per 2 MB chunk, a load of a minute or more
+    s = slow_loading_server(servers, kind, 20_000, value_bytes=2_000, delay_us=2_000)
+    rdb = s.data_dir / "dump.rdb"
+    before = rdb.read_bytes()
+    with s.conn() as c:
+        c.send_command("SHUTDOWN")
+        with contextlib.suppress(ConnectionError, OSError, EOFError):
+            c.read_reply()  # the connection just closes
+    wait_for(lambda: s.proc.poll() is not None, 15, f"{kind} to exit while loading")
+    assert rdb.read_bytes() == before
+    s.stop()

@@ -235,6 +235,7 @@ fn section(srv: &Server, name: &str, _cl: &Client, o: &mut String) {
                 rdb.last_load_keys_loaded.load(Ordering::Relaxed),
             );
             srv.persist.aof.info_fields(srv, o);
+            srv.repl.loading_info_fields(o);
         }
         "stats" => {
             let st = &srv.stats;

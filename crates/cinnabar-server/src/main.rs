@@ -221,40 +221,16 @@ fn main() {
         }
     }
     notice!("Server initialized");
-    // Load the dataset before any worker accepts a client (they queue in the backlog). The
-    // load runs on its own thread while this one drives the background runtime, so the
-    // cluster bus keeps answering PINGs (Redis processes events while loading): a master
-    // restarting with a large AOF is not marked FAIL and failed over meanwhile. What the
-    // cluster asks of the server (replicate, flush, delete keys) waits until the data is in:
-    // the event loop below starts only after the load.
+    // Load the dataset. Clients are accepted during the load, as by Redis: commands without
+    // the `loading` flag get -LOADING (INFO shows `loading:1` and the progress), so
+    // INFO-based ready checks and health probes answer. The load runs on its own thread
+    // while this one drives the background runtime, so the cluster bus keeps answering PINGs
+    // (Redis processes events while loading): a master restarting with a large AOF is not
+    // marked FAIL and failed over meanwhile. What the cluster asks of the server (replicate,
+    // flush, delete keys) waits until the data is in: the event loop below starts only after
+    // the load.
     let cluster_events = cinnabar_server::cluster_glue::take_events(&srv);
-    let load_srv = srv.clone();
-    let appendonly = settings.appendonly;
-    let loaded = bg.block_on(bg.spawn_blocking(move || {
-        if appendonly {
-            cinnabar_server::persist::aof::load_at_startup(&load_srv);
-        } else {
-            cinnabar_server::persist::rdbfile::load_at_startup(&load_srv);
-        }
-    }));
-    if let Err(e) = loaded {
-        warning!("Loading the dataset failed: {}. Exiting.", e);
-        std::process::exit(1);
-    }
-    if let Some(cluster) = srv.cluster.as_ref() {
-        if (1..srv.keyspace.db_count()).any(|i| srv.keyspace.db(i).key_count() > 0) {
-            warning!(
-                "You can't have keys in a DB different than DB 0 when in Cluster mode. Exiting."
-            );
-            std::process::exit(1);
-        }
-        cluster.verify_with_data(&srv.keyspace);
-    }
-    cinnabar_server::cluster_glue::spawn_event_loop(&srv, bg.handle(), cluster_events);
-    if let (Some(m), false) = (settings.replicaof.clone(), settings.cluster_enabled) {
-        let _g = bg.enter();
-        cinnabar_server::replica::start(&srv, Some(m));
-    }
+    srv.repl.begin_startup_loading();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let srv = srv.clone();
         let unix = if i == 0 { unix_listener.take() } else { None };
@@ -296,6 +272,34 @@ fn main() {
             warning!("Failed spawning worker thread: {}", e);
             std::process::exit(1);
         }
+    }
+    let load_srv = srv.clone();
+    let appendonly = settings.appendonly;
+    let loaded = bg.block_on(bg.spawn_blocking(move || {
+        if appendonly {
+            cinnabar_server::persist::aof::load_at_startup(&load_srv);
+        } else {
+            cinnabar_server::persist::rdbfile::load_at_startup(&load_srv);
+        }
+    }));
+    if let Err(e) = loaded {
+        warning!("Loading the dataset failed: {}. Exiting.", e);
+        std::process::exit(1);
+    }
+    if let Some(cluster) = srv.cluster.as_ref() {
+        if (1..srv.keyspace.db_count()).any(|i| srv.keyspace.db(i).key_count() > 0) {
+            warning!(
+                "You can't have keys in a DB different than DB 0 when in Cluster mode. Exiting."
+            );
+            std::process::exit(1);
+        }
+        cluster.verify_with_data(&srv.keyspace);
+    }
+    srv.repl.finish_startup_loading();
+    cinnabar_server::cluster_glue::spawn_event_loop(&srv, bg.handle(), cluster_events);
+    if let (Some(m), false) = (settings.replicaof.clone(), settings.cluster_enabled) {
+        let _g = bg.enter();
+        cinnabar_server::replica::start(&srv, Some(m));
     }
     cinnabar_server::info::STARTUP_MEMORY
         .store(cinnabar_server::alloc::allocated_bytes(), Ordering::Relaxed);

@@ -180,6 +180,14 @@ pub struct ReplicationLog {
     /// `inner.offset`, republished after every change, for readers that must not take the
     /// lock on the command path (WAIT's per-client offset).
     offset_now: AtomicI64,
+    /// Progress of the load in progress, for INFO's `loading_*` fields (Redis's
+    /// server.loading_total_bytes / loading_loaded_bytes / loading_rdb_used_mem).
+    pub loading_total_bytes: AtomicU64,
+    pub loading_loaded_bytes: AtomicU64,
+    pub loading_rdb_used_mem: AtomicU64,
+    /// Set while the server starts: the loading state lasts from before the workers accept
+    /// clients until the loaded data is verified, across the individual files' loads.
+    startup_hold: AtomicBool,
 }
 
 /// How long a command waits for a load in progress before it gets -LOADING.
@@ -242,6 +250,10 @@ impl Default for ReplicationLog {
             self_ref: std::sync::OnceLock::new(),
             synced: AtomicBool::new(false),
             loading_since_ms: AtomicU64::new(0),
+            loading_total_bytes: AtomicU64::new(0),
+            loading_loaded_bytes: AtomicU64::new(0),
+            loading_rdb_used_mem: AtomicU64::new(0),
+            startup_hold: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -286,14 +298,78 @@ impl ReplicationLog {
         self.loading_since_ms.load(Ordering::Relaxed) != 0
     }
 
-    /// Marks the start of a dataset load (flush + RDB/AOF load).
-    pub fn begin_loading(&self) {
+    /// Marks the start of a dataset load (flush + RDB/AOF load) of `total_bytes` (0 when
+    /// unknown); progress is reported with [`Self::loading_progress`].
+    pub fn begin_loading(&self, total_bytes: u64) {
+        self.loading_total_bytes
+            .store(total_bytes, Ordering::Relaxed);
+        self.loading_loaded_bytes.store(0, Ordering::Relaxed);
+        self.loading_rdb_used_mem.store(0, Ordering::Relaxed);
         self.loading_since_ms
             .store(now_ms().max(1) as u64, Ordering::Release);
     }
 
+    /// `n` more bytes of the dataset were read (INFO `loading_loaded_bytes`).
+    #[inline]
+    pub fn loading_progress(&self, n: u64) {
+        self.loading_loaded_bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// INFO persistence's `loading_*` lines while a load is in progress (genRedisInfoString).
+    pub fn loading_info_fields(&self, o: &mut String) {
+        use std::fmt::Write as _;
+        let since_ms = self.loading_since_ms.load(Ordering::Acquire);
+        if since_ms == 0 {
+            return;
+        }
+        let total = self.loading_total_bytes.load(Ordering::Relaxed);
+        let loaded = self.loading_loaded_bytes.load(Ordering::Relaxed);
+        let loaded = if total > 0 { loaded.min(total) } else { loaded };
+        let (perc, remaining) = if total > 0 {
+            (loaded as f64 / total as f64 * 100.0, total - loaded)
+        } else {
+            (0.0, 1)
+        };
+        let start_s = since_ms / 1000;
+        let elapsed_s = (now_ms() as u64 / 1000).saturating_sub(start_s);
+        let eta_s = if elapsed_s == 0 {
+            1 // Redis's "fake 1 second figure if we don't have enough info"
+        } else {
+            elapsed_s.saturating_mul(remaining) / (loaded + 1)
+        };
+        let _ = write!(
+            o,
+            "loading_start_time:{}\r\nloading_total_bytes:{}\r\nloading_rdb_used_mem:{}\r\nloading_loaded_bytes:{}\r\nloading_loaded_perc:{:.2}\r\nloading_eta_seconds:{}\r\n",
+            start_s,
+            total,
+            self.loading_rdb_used_mem.load(Ordering::Relaxed),
+            loaded,
+            perc,
+            eta_s
+        );
+    }
+
     pub fn end_loading(&self) {
-        self.loading_since_ms.store(0, Ordering::Release);
+        if !self.startup_hold.load(Ordering::Acquire) {
+            self.loading_since_ms.store(0, Ordering::Release);
+        }
+    }
+
+    /// Start-up: the server is loading from now until [`Self::finish_startup_loading`], whatever
+    /// the individual loads in between report (clients get -LOADING meanwhile, as with Redis).
+    pub fn begin_startup_loading(&self) {
+        self.startup_hold.store(true, Ordering::Release);
+        self.begin_loading(0);
+    }
+
+    /// True while the server is still loading its dataset at start-up.
+    pub fn startup_loading(&self) -> bool {
+        self.startup_hold.load(Ordering::Acquire)
+    }
+
+    pub fn finish_startup_loading(&self) {
+        self.startup_hold.store(false, Ordering::Release);
+        self.end_loading();
     }
 
     /// Whether a command that may not run during loading gets -LOADING now. Redis loads in

@@ -326,7 +326,8 @@ async fn receive_rdb(
     crate::notice!("MASTER <-> REPLICA sync: Flushing old data");
     let srv2 = srv.clone();
     let p2 = path.clone();
-    srv.repl.begin_loading();
+    srv.repl
+        .begin_loading(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
     let loaded = tokio::task::spawn_blocking(move || load_rdb_file(&srv2, &p2)).await;
     srv.repl.end_loading();
     let loaded = loaded.map_err(|e| e.to_string())?;

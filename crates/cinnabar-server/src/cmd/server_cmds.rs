@@ -312,6 +312,21 @@ pub fn shutdown(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     if abort {
         return Err(CmdError::err("No shutdown in progress."));
     }
+    if ctx.srv.repl.startup_loading() {
+        // As Redis: a shutdown while loading never saves (the dataset is incomplete) and does
+        // not wait for the load; nothing has been written to the data files yet.
+        crate::warning!("User requested shutdown...");
+        let s = ctx.srv.settings();
+        if !s.pidfile.is_empty() {
+            crate::notice!("Removing the pid file.");
+            let _ = std::fs::remove_file(&s.pidfile);
+        }
+        if !s.unixsocket.is_empty() {
+            let _ = std::fs::remove_file(&s.unixsocket);
+        }
+        crate::warning!("Cinnabar is now ready to exit, bye bye...");
+        std::process::exit(0);
+    }
     *ctx.srv.shutdown_save.lock() = save;
     ctx.srv.request_shutdown();
     ctx.cl.close_after_reply = true;
@@ -499,11 +514,12 @@ fn debug_reload(ctx: &mut Ctx, opts: &[Bytes]) -> CmdResult {
     let f = std::fs::File::open(&file)
         .map_err(|_| CmdError::err("Error trying to load the RDB dump, check server logs."))?;
     let len = f.metadata().map(|m| m.len()).ok();
-    srv.repl.begin_loading();
+    srv.repl.begin_loading(len.unwrap_or(0));
     if flush {
         crate::replica::flush_all(srv);
     }
-    let res = crate::persist::rdbfile::load_rdb(srv, std::io::BufReader::new(f), len, &file);
+    let progress = crate::persist::LoadProgress { inner: f, srv };
+    let res = crate::persist::rdbfile::load_rdb(srv, std::io::BufReader::new(progress), len, &file);
     srv.repl.end_loading();
     if let Err(e) = res {
         crate::warning!("{}", e);

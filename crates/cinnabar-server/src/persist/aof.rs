@@ -1083,8 +1083,13 @@ pub fn load_at_startup(srv: &Arc<Server>) {
         }
     };
     let started = Instant::now();
-    srv.repl.begin_loading();
     let order: Vec<FileEntry> = manifest.load_order().into_iter().cloned().collect();
+    let total_bytes: u64 = order
+        .iter()
+        .filter_map(|fe| std::fs::metadata(dir.join(&fe.name)).ok())
+        .map(|m| m.len())
+        .sum();
+    srv.repl.begin_loading(total_bytes);
     let last = order.len().saturating_sub(1);
     let mut total = 0u64;
     for (i, fe) in order.iter().enumerate() {
@@ -1264,7 +1269,7 @@ fn load_file(
     if len == 0 {
         return Ok(FileLoad { commands: 0 });
     }
-    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut r = std::io::BufReader::with_capacity(1 << 20, super::LoadProgress { inner: f, srv });
     let mut first = [0u8; 5];
     let peeked = {
         use std::io::BufRead;

@@ -107,3 +107,17 @@ pub fn key_load_delay(s: &crate::settings::Settings) {
         std::thread::sleep(std::time::Duration::from_micros(s.key_load_delay_us as u64));
     }
 }
+
+/// A reader that reports the bytes it reads as loading progress (INFO `loading_loaded_bytes`).
+pub struct LoadProgress<'a, R> {
+    pub inner: R,
+    pub srv: &'a crate::server::Server,
+}
+
+impl<R: std::io::Read> std::io::Read for LoadProgress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.srv.repl.loading_progress(n as u64);
+        Ok(n)
+    }
+}

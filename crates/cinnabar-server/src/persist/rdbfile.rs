@@ -274,8 +274,20 @@ pub fn load_rdb_then<R: std::io::Read>(
             )
         })?;
         let Some(item) = item else { break };
-        let RdbItem::Entry(e) = item else {
-            continue;
+        let e = match item {
+            RdbItem::Entry(e) => e,
+            RdbItem::Aux { key, value } => {
+                if key == b"used-mem" {
+                    if let Some(m) = std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                    {
+                        srv.repl.loading_rdb_used_mem.store(m, Ordering::Relaxed);
+                    }
+                }
+                continue;
+            }
+            _ => continue,
         };
         if e.db as usize >= srv.keyspace.db_count() {
             return Err(format!(
@@ -326,10 +338,10 @@ pub fn load_at_startup(srv: &Server) {
     };
     let len = f.metadata().map(|m| m.len()).ok();
     let started = std::time::Instant::now();
-    srv.repl.begin_loading();
+    srv.repl.begin_loading(len.unwrap_or(0));
     let res = load_rdb(
         srv,
-        std::io::BufReader::with_capacity(1 << 20, f),
+        std::io::BufReader::with_capacity(1 << 20, super::LoadProgress { inner: f, srv }),
         len,
         &settings.dbfilename,
     );
