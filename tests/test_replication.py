@@ -517,3 +517,27 @@ def test_wait_uses_the_clients_own_offset(make_server, kind):
     finally:
         os.kill(replica.proc.pid, signal.SIGCONT)
     assert writer.call("WAIT", "1", "10000", timeout=20).raw == b":1\r\n"
+
+
+@pytest.mark.parametrize("master_kind,replica_kind", [("cinnabar", "cinnabar"), ("redis", "cinnabar"), ("cinnabar", "redis")])
+def test_evictions_replicate_as_dels(make_server, master_kind, replica_kind):
+    """A master over its maxmemory evicts keys and streams a DEL for each; its replica does
+    not evict by itself (replica-ignore-maxmemory yes) and ends with the master's keys."""
+    master = make_server(master_kind, [("repl-diskless-sync-delay", ["0"])])
+    mc = master.conn()
+    replica = make_server(replica_kind, [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(link_up(rc), 20, "the replica's link to come up")
+    value = "x" * 1000
+    pipeline(mc, [("SET", f"a:{i}", value) for i in range(1000)])
+    used = int(info(mc, "memory")["used_memory"])
+    assert mc.call("CONFIG", "SET", "maxmemory-policy", "allkeys-random").raw == b"+OK\r\n"
+    assert mc.call("CONFIG", "SET", "maxmemory", str(used + 200_000)).raw == b"+OK\r\n"
+    for i in range(800):
+        assert mc.call("SET", f"b:{i}", value).raw == b"+OK\r\n"
+    # Lift the limit first: a master still over it keeps evicting from its cron.
+    assert mc.call("CONFIG", "SET", "maxmemory", "0").raw == b"+OK\r\n"
+    assert int(info(mc, "stats")["evicted_keys"]) >= 100
+    wait_for(caught_up(mc, rc), 20, "the replica to apply the evictions")
+    assert int(info(rc, "stats")["evicted_keys"]) == 0
+    assert sorted(mc.call("KEYS", "*").to_py()) == sorted(rc.call("KEYS", "*").to_py())

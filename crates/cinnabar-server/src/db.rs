@@ -111,6 +111,9 @@ impl<'a> DbView<'a> {
         match slot.lookup_live(key, now, delete) {
             Lookup::Live(e) => {
                 e.access_s = access_clock_s();
+                if crate::evict::lfu_on() {
+                    crate::evict::lfu_touch(&mut e.lfu);
+                }
                 Some(e)
             }
             Lookup::Missing => None,

@@ -94,6 +94,10 @@ pub struct Entry {
     pub expire_at_ms: i64,
     /// Seconds clock (server start relative) of the last access, for OBJECT IDLETIME.
     pub access_s: u32,
+    /// LFU data as Redis keeps it (16-bit minutes of the last decrement, 8-bit log counter),
+    /// maintained while an LFU `maxmemory-policy` is selected (`evict.rs`). Fits the padding:
+    /// the entry stays 64 bytes.
+    pub lfu: u32,
 }
 
 static HASHER: OnceLock<hashbrown::DefaultHashBuilder> = OnceLock::new();
@@ -304,6 +308,9 @@ impl Slot {
                 let e = o.get_mut();
                 let old_exp = std::mem::replace(&mut e.expire_at_ms, expire_at_ms);
                 e.access_s = access_s;
+                if crate::evict::lfu_on() {
+                    crate::evict::lfu_touch(&mut e.lfu);
+                }
                 let old = std::mem::replace(&mut e.value, value);
                 if old_exp != 0 {
                     self.volatile -= 1;
@@ -316,6 +323,7 @@ impl Slot {
                     value,
                     expire_at_ms,
                     access_s,
+                    lfu: crate::evict::lfu_init(),
                 }));
                 None
             }
@@ -630,6 +638,7 @@ mod tests {
                 value: Value::Int(1),
                 expire_at_ms: exp,
                 access_s: 0,
+                lfu: 0,
             })
         };
         assert!(s.insert(mk(b"a", 0)).is_none());

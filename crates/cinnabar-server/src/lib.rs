@@ -18,6 +18,7 @@ pub mod config_store;
 pub mod db;
 pub mod digest;
 pub mod error;
+pub mod evict;
 pub mod expire;
 pub mod info;
 pub mod keyspace;

@@ -330,6 +330,11 @@ fn main() {
                         break;
                     }
                     cinnabar_server::keyspace::update_access_clock();
+                    // Keep evicting while over maxmemory, also when no command arrives
+                    // (Redis's eviction time proc; e.g. after CONFIG SET maxmemory).
+                    if srv.evict.maxmemory_bytes.load(Ordering::Relaxed) != 0 {
+                        let _ = cinnabar_server::evict::perform(&srv);
+                    }
                     let budget = Duration::from_micros(250_000 / hz);
                     // A manual failover froze this master's offset: no expiry DELs, no
                     // replication PINGs until it ends (Redis skips both while paused).

@@ -68,6 +68,8 @@ pub struct Server {
     pub shutdown_save: parking_lot::Mutex<Option<bool>>,
     /// MIGRATE's cached connections to target nodes.
     pub migrate_cache: crate::cmd::migrate::MigrateCache,
+    /// `maxmemory` and eviction (`evict.rs`).
+    pub evict: crate::evict::Evictor,
 }
 
 /// (db, key) → clients blocked on it, in arrival order.
@@ -111,6 +113,8 @@ impl Server {
         pubsub
             .keyspace_events
             .store(settings.notify_keyspace_events, Ordering::Relaxed);
+        let evict = crate::evict::Evictor::default();
+        evict.configure(&settings);
         let repl = crate::repl::ReplicationLog::default();
         repl.set_min_replicas(
             settings.min_replicas_to_write,
@@ -151,6 +155,7 @@ impl Server {
             persist: crate::persist::Persistence::default(),
             shutdown_save: parking_lot::Mutex::new(None),
             migrate_cache: Default::default(),
+            evict,
         }
     }
 
@@ -190,6 +195,7 @@ impl Server {
             .store(s.notify_keyspace_events, Ordering::Relaxed);
         self.repl
             .set_min_replicas(s.min_replicas_to_write, s.min_replicas_max_lag_s);
+        self.evict.configure(&s);
         let new = Arc::new(s);
         let old = std::mem::replace(&mut *self.settings.write(), new.clone());
         self.settings_version.fetch_add(1, Ordering::Release);

@@ -96,6 +96,14 @@ pub struct Settings {
     /// `key-load-delay` (µs slept per key or AOF command loaded; a Redis debugging knob that
     /// tests use to make loading slow). Zero or negative: no delay.
     pub key_load_delay_us: i64,
+    /// `maxmemory` (0 = no limit) and the eviction settings (`evict.rs`).
+    pub maxmemory_bytes: u64,
+    pub maxmemory_policy: String,
+    pub maxmemory_samples: u32,
+    pub maxmemory_eviction_tenacity: u32,
+    pub replica_ignore_maxmemory: bool,
+    pub lfu_log_factor: u32,
+    pub lfu_decay_time_min: u32,
     /// `replicaof host port` from the configuration (start-up only).
     pub replicaof: Option<(String, u16)>,
 }
@@ -297,6 +305,13 @@ impl Settings {
             replica_announce_ip: opt("replica-announce-ip"),
             replica_announce_port: num("replica-announce-port", "0")?.min(65535) as u16,
             key_load_delay_us: s("key-load-delay", "0").parse().unwrap_or(0),
+            maxmemory_bytes: num("maxmemory", "0")?,
+            maxmemory_policy: s("maxmemory-policy", "noeviction"),
+            maxmemory_samples: num("maxmemory-samples", "5")?.clamp(1, 64) as u32,
+            maxmemory_eviction_tenacity: num("maxmemory-eviction-tenacity", "10")?.min(100) as u32,
+            replica_ignore_maxmemory: b("replica-ignore-maxmemory", "yes")?,
+            lfu_log_factor: num("lfu-log-factor", "10")?.min(u32::MAX as u64) as u32,
+            lfu_decay_time_min: num("lfu-decay-time", "1")?.min(u32::MAX as u64) as u32,
             replicaof: {
                 let v = s("replicaof", "");
                 let mut it = v.split_whitespace();

@@ -358,37 +358,67 @@ pub fn object_encoding(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// OBJECT's lookup (LOOKUP_NOTOUCH): lazy expiry applies, but the access clock and the LFU
+/// counter are left as they were. Returns the entry's (access_s, lfu) if it is live.
+fn object_lookup_notouch(ctx: &mut Ctx, key: &[u8]) -> Option<(u32, u32)> {
+    let before = {
+        let db = ctx.db.index;
+        let slot = ctx.db.slot_mut(db, key);
+        slot.raw_get(key).map(|e| (e.access_s, e.lfu))
+    }?;
+    let e = ctx.db.lookup_write(key)?;
+    (e.access_s, e.lfu) = before;
+    Some(before)
+}
+
 pub fn object_freq(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if ctx.db.lookup_write(&args[2]).is_none() {
+    let Some((_, lfu)) = object_lookup_notouch(ctx, &args[2]) else {
         ctx.out.null();
         return Ok(());
+    };
+    if !crate::evict::lfu_on() {
+        return Err(CmdError::err(
+            "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
     }
-    Err(CmdError::err(
-        "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
-    ))
+    ctx.out.int(crate::evict::lfu_counter(lfu) as i64);
+    Ok(())
 }
 
 pub fn object_idletime(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let now_s = crate::keyspace::access_clock_s();
-    let key = &args[2];
-    // Read the access clock before the lookup refreshes it.
-    let idle = {
-        let db = ctx.db.index;
-        let slot = ctx.db.slot_mut(db, key);
-        slot.raw_get(key).map(|e| now_s.saturating_sub(e.access_s))
+    let Some((access_s, _)) = object_lookup_notouch(ctx, &args[2]) else {
+        ctx.out.null();
+        return Ok(());
     };
-    match (idle, ctx.db.lookup_write(key).is_some()) {
-        (Some(i), true) => ctx.out.int(i as i64),
-        _ => ctx.out.null(),
+    if crate::evict::lfu_on() {
+        return Err(CmdError::err(
+            "An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        ));
     }
+    ctx.out.int(now_s.saturating_sub(access_s) as i64);
     Ok(())
 }
 
 pub fn object_refcount(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match ctx.db.lookup_write(&args[2]) {
         Some(e) => {
-            // Redis shares integer objects 0..9999 (refcount INT_MAX) when maxmemory is off.
-            let shared = matches!(e.value, crate::types::Value::Int(n) if (0..10000).contains(&n));
+            // Redis shares integer objects 0..9999 (refcount INT_MAX) unless an LRU / LFU
+            // maxmemory policy is in force (MAXMEMORY_FLAG_NO_SHARED_INTEGERS).
+            let lru_or_lfu = {
+                use crate::evict::Policy::*;
+                matches!(
+                    ctx.srv.evict.policy(),
+                    VolatileLru | VolatileLfu | AllkeysLru | AllkeysLfu
+                ) && ctx
+                    .srv
+                    .evict
+                    .maxmemory_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    != 0
+            };
+            let shared = !lru_or_lfu
+                && matches!(e.value, crate::types::Value::Int(n) if (0..10000).contains(&n));
             ctx.out.int(if shared { i32::MAX as i64 } else { 1 });
         }
         None => ctx.out.null(),

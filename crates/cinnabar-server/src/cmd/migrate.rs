@@ -158,9 +158,15 @@ pub fn restore(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         return Ok(());
     }
     ctx.db.set(key, value, ttl);
-    if idle_s >= 0 {
+    // objectSetLRUOrLFU: IDLETIME sets the LRU clock, FREQ the LFU counter (when an LFU
+    // policy is selected).
+    if idle_s >= 0 || (freq >= 0 && crate::evict::lfu_on()) {
         if let Some(e) = ctx.db.lookup_write(key) {
-            e.access_s = access_clock_s().saturating_sub(idle_s.min(u32::MAX as i64) as u32);
+            if idle_s >= 0 {
+                e.access_s = access_clock_s().saturating_sub(idle_s.min(u32::MAX as i64) as u32);
+            } else {
+                e.lfu = crate::evict::lfu_with_counter(freq as u32);
+            }
         }
     }
     if ttl != 0 && !absttl {

@@ -235,10 +235,15 @@ fn reject(srv: &Server, cl: &mut Client, out: &mut ReplyBuf, stat_idx: usize, e:
 
 /// Whether a queued transaction holds a write command (Redis's `mstate.cmd_flags & CMD_WRITE`).
 fn multi_writes(cl: &Client) -> bool {
+    multi_has_flag(cl, flags::WRITE)
+}
+
+/// Whether a queued transaction holds a command with `flag` (Redis's `mstate.cmd_flags`).
+fn multi_has_flag(cl: &Client, flag: u32) -> bool {
     cl.multi.as_ref().is_some_and(|m| {
         m.queued
             .iter()
-            .any(|q| matches!(resolve(q), Resolved::Ok(s, _, _) if s.flags & flags::WRITE != 0))
+            .any(|q| matches!(resolve(q), Resolved::Ok(s, _, _) if s.flags & flag != 0))
     })
 }
 
@@ -551,6 +556,26 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
             return reject(srv, cl, out, stat_idx, &e);
         }
     };
+    // maxmemory (processCommand): evict first; when still over the limit, refuse commands that
+    // may grow memory, and anything but EXEC/DISCARD/QUIT/RESET inside MULTI (queueing costs
+    // memory too). The replication link is never refused.
+    if srv.evict.maxmemory_bytes.load(Ordering::Relaxed) != 0
+        && !cl.is_master
+        && crate::evict::perform(srv) == crate::evict::Outcome::OutOfMemory
+    {
+        let is_exec = spec.name == "exec";
+        let denyoom =
+            spec.flags & flags::DENYOOM != 0 || (is_exec && multi_has_flag(cl, flags::DENYOOM));
+        let in_multi_queueing =
+            cl.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
+        if denyoom || in_multi_queueing {
+            let e = CmdError::msg("OOM command not allowed when used memory > 'maxmemory'.");
+            if is_exec {
+                return reject_exec(srv, cl, out, stat_idx, &e);
+            }
+            return reject(srv, cl, out, stat_idx, &e);
+        }
+    }
     let is_write = spec.flags & flags::WRITE != 0;
     // Disk errors (writeCommandsDeniedByDiskError): a failed BGSAVE with
     // stop-writes-on-bgsave-error, or a failed AOF write/fsync, refuse writes (and PING).

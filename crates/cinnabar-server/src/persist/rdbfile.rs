@@ -312,6 +312,7 @@ pub fn load_rdb_then<R: std::io::Read>(
             value,
             expire_at_ms: exp,
             access_s: access_clock_s(),
+            lfu: crate::evict::lfu_init(),
         }));
         db.adjust_volatile(g.volatile() as i64 - before as i64);
         if old.is_none() {
