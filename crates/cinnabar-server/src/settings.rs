@@ -98,6 +98,9 @@ pub struct Settings {
     pub key_load_delay_us: i64,
     /// `maxmemory` (0 = no limit) and the eviction settings (`evict.rs`).
     pub maxmemory_bytes: u64,
+    /// fsync every 4 MB while writing an RDB / an AOF base (`persist::AUTOSYNC_BYTES`).
+    pub rdb_save_incremental_fsync: bool,
+    pub aof_rewrite_incremental_fsync: bool,
     pub maxmemory_policy: String,
     pub maxmemory_samples: u32,
     pub maxmemory_eviction_tenacity: u32,
@@ -306,6 +309,8 @@ impl Settings {
             replica_announce_port: num("replica-announce-port", "0")?.min(65535) as u16,
             key_load_delay_us: s("key-load-delay", "0").parse().unwrap_or(0),
             maxmemory_bytes: num("maxmemory", "0")?,
+            rdb_save_incremental_fsync: b("rdb-save-incremental-fsync", "yes")?,
+            aof_rewrite_incremental_fsync: b("aof-rewrite-incremental-fsync", "yes")?,
             maxmemory_policy: s("maxmemory-policy", "noeviction"),
             maxmemory_samples: num("maxmemory-samples", "5")?.clamp(1, 64) as u32,
             maxmemory_eviction_tenacity: num("maxmemory-eviction-tenacity", "10")?.min(100) as u32,

@@ -699,9 +699,12 @@ pub fn create_fresh(srv: &Server, on_start: bool) -> Result<(), String> {
     aof.enabled.store(true, Ordering::Release);
     drop(files_g);
     let base_path = dir.join(&base_name);
-    let res = super::write_durably(&base_path, &format!("temp-{base_name}"), |w| {
-        write_base(srv, &mut snap, w, s.aof_use_rdb_preamble)
-    });
+    let res = super::write_durably(
+        &base_path,
+        &format!("temp-{base_name}"),
+        s.aof_rewrite_incremental_fsync,
+        |w| write_base(srv, &mut snap, w, s.aof_use_rdb_preamble),
+    );
     drop(snap);
     let base_size = std::fs::metadata(&base_path).map(|m| m.len()).unwrap_or(0);
     let mut files_g = aof.files.lock();
@@ -881,7 +884,7 @@ fn rewrite(srv: &Server) -> Result<(), String> {
     let base_name = Manifest::base_name(&prefix, base_seq, s.aof_use_rdb_preamble);
     let temp = format!("temp-rewriteaof-bg-{}.aof", std::process::id());
     let base_path = dir.join(&base_name);
-    super::write_durably(&base_path, &temp, |w| {
+    super::write_durably(&base_path, &temp, s.aof_rewrite_incremental_fsync, |w| {
         write_base(srv, &mut snap, w, s.aof_use_rdb_preamble)
     })?;
     drop(snap);
@@ -939,7 +942,7 @@ fn rewrite(srv: &Server) -> Result<(), String> {
 fn persist_manifest_at(dir: &Path, prefix: &str, manifest: &Manifest) -> Result<(), String> {
     let name = Manifest::manifest_name(prefix);
     let bytes = manifest.encode();
-    super::write_durably(&dir.join(&name), &Manifest::temp_name(&name), |w| {
+    super::write_durably(&dir.join(&name), &Manifest::temp_name(&name), false, |w| {
         w.write_all(&bytes)
             .map_err(|e| format!("Can't persist the AOF manifest file {name}: {e}"))
     })
@@ -966,9 +969,12 @@ fn rewrite_base_only(srv: &Server) -> Result<(), String> {
     let base_seq = manifest.curr_base_seq + 1;
     let base_name = Manifest::base_name(&s.appendfilename, base_seq, s.aof_use_rdb_preamble);
     let temp = format!("temp-rewriteaof-bg-{}.aof", std::process::id());
-    super::write_durably(&dir.join(&base_name), &temp, |w| {
-        write_base(srv, &mut snap, w, s.aof_use_rdb_preamble)
-    })?;
+    super::write_durably(
+        &dir.join(&base_name),
+        &temp,
+        s.aof_rewrite_incremental_fsync,
+        |w| write_base(srv, &mut snap, w, s.aof_use_rdb_preamble),
+    )?;
     drop(snap);
     let mut old: Vec<FileEntry> = manifest.base.take().into_iter().collect();
     old.append(&mut manifest.incr);
@@ -983,6 +989,7 @@ fn rewrite_base_only(srv: &Server) -> Result<(), String> {
     super::write_durably(
         &dir.join(&manifest_name),
         &Manifest::temp_name(&manifest_name),
+        false,
         |w| w.write_all(&bytes).map_err(|e| e.to_string()),
     )?;
     for h in &old {

@@ -54,12 +54,63 @@ pub fn on_settings_change(
     }
 }
 
+/// Bytes between two fsyncs of a file written with incremental fsync (Redis's
+/// REDIS_AUTOSYNC_BYTES), so a large RDB / AOF base does not pile up dirty pages that one
+/// final fsync then has to push out at once.
+pub const AUTOSYNC_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A file that, when `every_bytes` is non-zero, fsyncs its data every `every_bytes` written
+/// (`rdb-save-incremental-fsync`, `aof-rewrite-incremental-fsync`).
+pub struct AutoSync {
+    file: std::fs::File,
+    every_bytes: u64,
+    since_sync_bytes: u64,
+    /// fsyncs done so far.
+    pub syncs: u64,
+}
+
+impl AutoSync {
+    pub fn new(file: std::fs::File, every_bytes: u64) -> Self {
+        AutoSync {
+            file,
+            every_bytes,
+            since_sync_bytes: 0,
+            syncs: 0,
+        }
+    }
+
+    pub fn into_inner(self) -> std::fs::File {
+        self.file
+    }
+}
+
+impl Write for AutoSync {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if self.every_bytes > 0 {
+            self.since_sync_bytes += n as u64;
+            if self.since_sync_bytes >= self.every_bytes {
+                self.file.sync_data()?;
+                self.since_sync_bytes = 0;
+                self.syncs += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Writes `path` durably: `fill` writes the content into a temp file in the same directory,
-/// which is fsynced, renamed over `path`, and the directory fsynced.
+/// which is fsynced (also every [`AUTOSYNC_BYTES`] on the way with `incremental_fsync`),
+/// renamed over `path`, and the directory fsynced.
 pub fn write_durably<T>(
     path: &Path,
     temp_name: &str,
-    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<T, String>,
+    incremental_fsync: bool,
+    fill: impl FnOnce(&mut std::io::BufWriter<AutoSync>) -> Result<T, String>,
 ) -> Result<T, String> {
     let dir = path
         .parent()
@@ -69,10 +120,14 @@ pub fn write_durably<T>(
     let res = (|| {
         let f = std::fs::File::create(&tmp)
             .map_err(|e| format!("Failed opening the temp file {}: {e}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let every = if incremental_fsync { AUTOSYNC_BYTES } else { 0 };
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, AutoSync::new(f, every));
         let v = fill(&mut w)?;
         w.flush().map_err(|e| format!("Write error: {e}"))?;
-        let f = w.into_inner().map_err(|e| format!("Write error: {e}"))?;
+        let f = w
+            .into_inner()
+            .map_err(|e| format!("Write error: {e}"))?
+            .into_inner();
         f.sync_all().map_err(|e| format!("fsync error: {e}"))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| {
@@ -119,5 +174,31 @@ impl<R: std::io::Read> std::io::Read for LoadProgress<'_, R> {
         let n = self.inner.read(buf)?;
         self.srv.repl.loading_progress(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autosync_fsyncs_every_4mb_and_keeps_the_bytes() {
+        let dir = std::env::temp_dir().join(format!("cinnabar-autosync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("f");
+        let data: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        for (every, want_syncs) in [(AUTOSYNC_BYTES, 2), (0, 0)] {
+            let f = std::fs::File::create(&path).expect("create");
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, AutoSync::new(f, every));
+            for chunk in data.chunks(100_000) {
+                w.write_all(chunk).expect("write");
+            }
+            w.flush().expect("flush");
+            let a = w.into_inner().map_err(|_| ()).expect("into_inner");
+            assert_eq!(a.syncs, want_syncs);
+            drop(a.into_inner());
+            assert_eq!(std::fs::read(&path).expect("read"), data);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -106,7 +106,10 @@ fn save_locked(srv: &Server) -> Result<u64, String> {
             .store(srv.stats.dirty.load(Ordering::Relaxed), Ordering::Relaxed);
     });
     let temp = format!("temp-{}.rdb", std::process::id());
-    let n = super::write_durably(&path, &temp, |w| write_image(srv, &mut snap, w, false))?;
+    let incremental = srv.settings().rdb_save_incremental_fsync;
+    let n = super::write_durably(&path, &temp, incremental, |w| {
+        write_image(srv, &mut snap, w, false)
+    })?;
     drop(snap);
     let st = &srv.persist.rdb;
     st.dirty_at_last_save
