@@ -1344,3 +1344,37 @@ def test_11b_shutdown_during_the_startup_load_exits_at_once(servers, kind):
     wait_for(lambda: s.proc.poll() is not None, 15, f"{kind} to exit while loading")
     assert rdb.read_bytes() == before
     s.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_12_aof_disable_auto_gc_keeps_history_until_enabled(servers, kind):
+    """aof-disable-auto-gc yes: rewrites keep the old base/incr files, listed in the manifest
+    as history in Redis's order; CONFIG SET aof-disable-auto-gc no deletes them."""
+    s = servers.new(kind, {"appendonly": "yes", "aof-disable-auto-gc": "yes"})
+    s.start()
+    c = s.conn()
+    d = s.data_dir / AOF_DIR
+    for i in range(2):
+        ok(c.call("SET", f"k{i}", "v"))
+        bgrewriteaof(c)
+        wait_rewrite_done(s)
+    want = (b"file appendonly.aof.3.base.rdb seq 3 type b\n"
+            b"file appendonly.aof.2.incr.aof seq 2 type h\n"
+            b"file appendonly.aof.2.base.rdb seq 2 type h\n"
+            b"file appendonly.aof.1.incr.aof seq 1 type h\n"
+            b"file appendonly.aof.1.base.rdb seq 1 type h\n"
+            b"file appendonly.aof.3.incr.aof seq 3 type i\n")
+    assert (d / "appendonly.aof.manifest").read_bytes() == want
+    for n in ("1.base.rdb", "1.incr.aof", "2.base.rdb", "2.incr.aof"):
+        assert (d / f"appendonly.aof.{n}").exists(), n
+    ok(c.call("CONFIG", "SET", "aof-disable-auto-gc", "no"))
+    wait_for(lambda: not (d / "appendonly.aof.1.base.rdb").exists()
+             and (d / "appendonly.aof.manifest").read_bytes() == (
+                 b"file appendonly.aof.3.base.rdb seq 3 type b\n"
+                 b"file appendonly.aof.3.incr.aof seq 3 type i\n"), 10, "the history files to go")
+    assert sorted(p.name for p in d.iterdir()) == [
+        "appendonly.aof.3.base.rdb", "appendonly.aof.3.incr.aof", "appendonly.aof.manifest"]
+    # The data survives a restart from what is left.
+    s.stop()
+    s.start()
+    assert s.conn().call("MGET", "k0", "k1").to_py() == [b"v", b"v"]

@@ -447,7 +447,7 @@ pub static DIRECTIVES: &[Directive] = &[
     b("cluster-allow-replica-migration", None, M, true),
     b("replica-announced", None, M, true),
     yes(b("latency-tracking", None, M, true)),
-    b("aof-disable-auto-gc", None, M, false),
+    yes(b("aof-disable-auto-gc", None, M, false)),
     b("replica-ignore-disk-write-errors", None, M, false),
     // ---- string ----
     s("aclfile", None, I, false, ""),

@@ -101,6 +101,8 @@ pub struct Settings {
     /// fsync every 4 MB while writing an RDB / an AOF base (`persist::AUTOSYNC_BYTES`).
     pub rdb_save_incremental_fsync: bool,
     pub aof_rewrite_incremental_fsync: bool,
+    /// Keep the AOF history files after a rewrite (listed in the manifest as `type h`).
+    pub aof_disable_auto_gc: bool,
     pub maxmemory_policy: String,
     pub maxmemory_samples: u32,
     pub maxmemory_eviction_tenacity: u32,
@@ -311,6 +313,7 @@ impl Settings {
             maxmemory_bytes: num("maxmemory", "0")?,
             rdb_save_incremental_fsync: b("rdb-save-incremental-fsync", "yes")?,
             aof_rewrite_incremental_fsync: b("aof-rewrite-incremental-fsync", "yes")?,
+            aof_disable_auto_gc: b("aof-disable-auto-gc", "no")?,
             maxmemory_policy: s("maxmemory-policy", "noeviction"),
             maxmemory_samples: num("maxmemory-samples", "5")?.clamp(1, 64) as u32,
             maxmemory_eviction_tenacity: num("maxmemory-eviction-tenacity", "10")?.min(100) as u32,

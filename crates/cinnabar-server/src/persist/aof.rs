@@ -895,34 +895,32 @@ fn rewrite(srv: &Server) -> Result<(), String> {
     );
     let base_size = std::fs::metadata(&base_path).map(|m| m.len()).unwrap_or(0);
 
-    // 4. The manifest: new base, the older files to history (persisted), then deleted.
+    // 4. The manifest: new base, the older files to history (persisted), then deleted —
+    //    unless `aof-disable-auto-gc yes`, which keeps them listed as history until GC is
+    //    enabled again. History order as Redis's list: each rewrite puts its old base and
+    //    then its older incr files (newest first) at the head.
     let m = &mut manifest;
-    let mut history = Vec::new();
-    if let Some(b) = m.base.take() {
-        history.push(b);
-    }
     let current = m.incr.pop();
-    history.append(&mut m.incr);
+    let mut front: Vec<FileEntry> = std::mem::take(&mut m.incr).into_iter().rev().collect();
     if let Some(c) = current {
         m.incr.push(c);
     }
-    for h in &mut history {
+    front.extend(m.base.take());
+    for h in &mut front {
         h.kind = FileKind::History;
     }
+    front.append(&mut m.history);
+    m.history = front;
     m.curr_base_seq = base_seq;
     m.base = Some(FileEntry {
         name: base_name,
         seq: base_seq,
         kind: FileKind::Base,
     });
-    m.history.extend(history.iter().cloned());
     persist_manifest_at(&dir, &prefix, &manifest)?;
-    for h in &history {
-        crate::notice!("Removing the history file {} in the background", h.name);
-        let _ = std::fs::remove_file(dir.join(&h.name));
+    if !srv.settings().aof_disable_auto_gc {
+        delete_history_files(&dir, &prefix, &mut manifest)?;
     }
-    manifest.history.clear();
-    persist_manifest_at(&dir, &prefix, &manifest)?;
     let mut files_g = aof.files.lock();
     let Some(files) = files_g.as_mut() else {
         return Err("the AOF was turned off during the rewrite".into());
@@ -936,6 +934,37 @@ fn rewrite(srv: &Server) -> Result<(), String> {
     aof.rewrite_base_size_bytes
         .store(base_size + files.incr_size_bytes, Ordering::Relaxed);
     Ok(())
+}
+
+/// Deletes the history files of `manifest` and persists it without them (Redis's
+/// aofDelHistoryFiles).
+fn delete_history_files(dir: &Path, prefix: &str, manifest: &mut Manifest) -> Result<(), String> {
+    if manifest.history.is_empty() {
+        return Ok(());
+    }
+    for h in &manifest.history {
+        crate::notice!("Removing the history file {} in the background", h.name);
+        let _ = std::fs::remove_file(dir.join(&h.name));
+    }
+    manifest.history.clear();
+    persist_manifest_at(dir, prefix, manifest)
+}
+
+/// CONFIG SET aof-disable-auto-gc no: the history kept meanwhile goes now. On a short-lived
+/// thread: the caller may hold slot locks, and `files` is never taken under them.
+pub fn delete_history_in_background(srv: &Arc<Server>) {
+    let srv = srv.clone();
+    let _ = std::thread::Builder::new()
+        .name("cinnabar-aofgc".into())
+        .spawn(move || {
+            let mut g = srv.persist.aof.files.lock();
+            if let Some(files) = g.as_mut() {
+                let (dir, prefix) = (files.dir.clone(), files.prefix.clone());
+                if let Err(e) = delete_history_files(&dir, &prefix, &mut files.manifest) {
+                    crate::warning!("{}", e);
+                }
+            }
+        });
 }
 
 /// Persists a manifest durably into `dir`.

@@ -36,6 +36,11 @@ pub fn on_settings_change(
     if old.appendfsync != new.appendfsync {
         srv.persist.aof.set_policy(new.appendfsync);
     }
+    if old.aof_disable_auto_gc && !new.aof_disable_auto_gc {
+        if let Some(me) = srv.repl.self_ref.get().and_then(|w| w.upgrade()) {
+            aof::delete_history_in_background(&me);
+        }
+    }
     if old.aof_timestamp_enabled != new.aof_timestamp_enabled {
         srv.repl.inner.lock().aof.ts_enabled = new.aof_timestamp_enabled;
     }
