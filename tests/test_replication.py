@@ -541,3 +541,45 @@ def test_evictions_replicate_as_dels(make_server, master_kind, replica_kind):
     wait_for(caught_up(mc, rc), 20, "the replica to apply the evictions")
     assert int(info(rc, "stats")["evicted_keys"]) == 0
     assert sorted(mc.call("KEYS", "*").to_py()) == sorted(rc.call("KEYS", "*").to_py())
+
+
+SYNC_FIELDS = ["master_sync_total_bytes", "master_sync_read_bytes", "master_sync_left_bytes",
+               "master_sync_perc", "master_sync_last_io_seconds_ago"]
+
+
+@pytest.mark.parametrize("kind", ["redis", "cinnabar"])
+def test_info_shows_the_full_sync_transfer(make_server, kind):
+    """While a replica receives its master's RDB, INFO replication shows the transfer
+    (master_sync_* fields, in Redis's order, after slave_repl_offset); a streamed (`$EOF:`)
+    transfer has no announced size, so the total is 0 as in Redis."""
+    master = make_server(kind, [("repl-diskless-sync-delay", ["0"]), ("rdb-key-save-delay", ["2000"])])
+    mc = master.conn()
+    pipeline(mc, [("SET", f"k{i}", "v") for i in range(2000)])  # ~4 s of transfer
+    replica = make_server(kind, [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    seen = {}
+
+    def streaming():
+        # Before the `$EOF:` header arrives the size is still unknown (-1 in both servers).
+        text = rc.call("INFO", "replication").to_py().decode()
+        if "master_sync_total_bytes:0\r\n" not in text or "master_sync_read_bytes:0\r\n" in text:
+            return False
+        seen["text"] = text
+        return True
+
+    wait_for(streaming, 20, "the replica to report its transfer")
+    text = seen["text"]
+    names = [ln.split(":", 1)[0] for ln in text.splitlines() if ":" in ln]
+    i = names.index("slave_repl_offset")
+    assert names[i + 1:i + 6] == SYNC_FIELDS, names
+    f = dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
+    assert f["master_sync_in_progress"] == "1"
+    assert f["master_sync_total_bytes"] == "0"  # diskless: streamed with an EOF mark
+    read = int(f["master_sync_read_bytes"])
+    assert read > 0 and int(f["master_sync_left_bytes"]) == -read
+    assert f["master_sync_perc"] == "0.00"
+    assert mc.call("CONFIG", "SET", "rdb-key-save-delay", "0").raw == b"+OK\r\n"
+    wait_for(link_up(rc), 60, "the sync to finish")
+    text = rc.call("INFO", "replication").to_py().decode()
+    assert "master_sync_total_bytes" not in text and "master_sync_in_progress:0" in text
+    assert rc.call("DBSIZE").to_py() == 2000

@@ -601,7 +601,14 @@ pub static DIRECTIVES: &[Directive] = &[
         "10",
     ),
     yes(int("list-compress-depth", None, M, 0, INT_MAX, "0")),
-    hidden(int("rdb-key-save-delay", None, M, INT_MIN, INT_MAX, "0")),
+    yes(hidden(int(
+        "rdb-key-save-delay",
+        None,
+        M,
+        INT_MIN,
+        INT_MAX,
+        "0",
+    ))),
     yes(hidden(int(
         "key-load-delay",
         None,

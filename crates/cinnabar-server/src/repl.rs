@@ -64,6 +64,10 @@ pub struct MasterInfo {
     pub last_io_ms: i64,
     pub sync_in_progress: bool,
     pub down_since_ms: i64,
+    /// While the RDB of a full sync is being received: (announced size, 0 for an `$EOF:`
+    /// stream as Redis's repl_transfer_size; bytes read; last read ms) for INFO's
+    /// `master_sync_*` fields.
+    pub transfer: Option<(i64, i64, i64)>,
 }
 
 /// The AOF side of the propagation stream, appended under the same lock as the replication
@@ -620,6 +624,7 @@ impl ReplicationLog {
                     last_io_ms: 0,
                     sync_in_progress: false,
                     down_since_ms: 0,
+                    transfer: None,
                 });
                 // Our replicas must resync from the new history.
                 inner.replicas.clear();
@@ -826,6 +831,22 @@ impl ReplicationLog {
                     inner.offset,
                     inner.offset,
                 );
+                if let Some((total, read, last_io_ms)) = m.transfer {
+                    let perc = if total > 0 {
+                        read as f64 / total as f64 * 100.0
+                    } else {
+                        0.0
+                    };
+                    let _ = write!(
+                        o,
+                        "master_sync_total_bytes:{}\r\nmaster_sync_read_bytes:{}\r\nmaster_sync_left_bytes:{}\r\nmaster_sync_perc:{:.2}\r\nmaster_sync_last_io_seconds_ago:{}\r\n",
+                        total,
+                        read,
+                        total - read,
+                        perc,
+                        (now / 1000 - last_io_ms / 1000).max(0),
+                    );
+                }
                 if !m.link_up {
                     let _ = write!(
                         o,

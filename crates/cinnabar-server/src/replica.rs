@@ -198,8 +198,13 @@ async fn sync_once(srv: &Arc<Server>, host: &str, port: u16, gen: u64) -> IoResu
         let id = it.next().unwrap_or_default().to_string();
         let off: i64 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         crate::notice!("Full resync from master: {}:{}", id, off);
-        srv.repl.update_master(|m| m.sync_in_progress = true);
-        receive_rdb(srv, &mut s, &mut buf, gen).await?;
+        srv.repl.update_master(|m| {
+            m.sync_in_progress = true;
+            m.transfer = Some((-1, 0, now_ms()));
+        });
+        let received = receive_rdb(srv, &mut s, &mut buf, gen).await;
+        srv.repl.update_master(|m| m.transfer = None);
+        received?;
         srv.repl
             .adopt(&id, off, srv.settings().repl_backlog_size_bytes);
         crate::notice!("MASTER <-> REPLICA sync: Finished with success");
@@ -221,6 +226,16 @@ async fn sync_once(srv: &Arc<Server>, host: &str, port: u16, gen: u64) -> IoResu
         m.last_io_ms = now_ms();
     });
     stream_loop(srv, &mut s, &mut buf, gen).await
+}
+
+/// `n` more bytes of the RDB arrived (INFO `master_sync_read_bytes`).
+fn transfer_progress(srv: &Server, n: usize) {
+    srv.repl.update_master(|m| {
+        if let Some(t) = m.transfer.as_mut() {
+            t.1 += n as i64;
+            t.2 = now_ms();
+        }
+    });
 }
 
 /// Reads the RDB payload after +FULLRESYNC into a temp file, then loads it.
@@ -260,6 +275,8 @@ async fn receive_rdb(
             crate::notice!(
                 "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
             );
+            srv.repl
+                .update_master(|m| m.transfer = Some((0, 0, now_ms())));
             // Keep the last 40 bytes back until the stream ends with the mark.
             loop {
                 if buf.len() >= 40 && buf[buf.len() - 40..] == mark[..] {
@@ -280,6 +297,7 @@ async fn receive_rdb(
                 if n == 0 {
                     return Err("connection lost while receiving the RDB".to_string());
                 }
+                transfer_progress(srv, n);
             }
         } else {
             let total: u64 = spec
@@ -290,6 +308,9 @@ async fn receive_rdb(
                 "MASTER <-> REPLICA sync: receiving {} bytes from master to disk",
                 total
             );
+            let already = (buf.len() as u64).min(total) as i64;
+            srv.repl
+                .update_master(|m| m.transfer = Some((total as i64, already, now_ms())));
             let mut left = total;
             loop {
                 let take = (buf.len() as u64).min(left) as usize;
@@ -308,6 +329,7 @@ async fn receive_rdb(
                 if n == 0 {
                     return Err("connection lost while receiving the RDB".to_string());
                 }
+                transfer_progress(srv, n.min(left as usize));
             }
         }
         file.sync_all().map_err(|e| e.to_string())?;

@@ -96,6 +96,7 @@ pub struct Settings {
     /// `key-load-delay` (µs slept per key or AOF command loaded; a Redis debugging knob that
     /// tests use to make loading slow). Zero or negative: no delay.
     pub key_load_delay_us: i64,
+    pub rdb_key_save_delay_us: i64,
     /// `maxmemory` (0 = no limit) and the eviction settings (`evict.rs`).
     pub maxmemory_bytes: u64,
     /// fsync every 4 MB while writing an RDB / an AOF base (`persist::AUTOSYNC_BYTES`).
@@ -310,6 +311,7 @@ impl Settings {
             replica_announce_ip: opt("replica-announce-ip"),
             replica_announce_port: num("replica-announce-port", "0")?.min(65535) as u16,
             key_load_delay_us: s("key-load-delay", "0").parse().unwrap_or(0),
+            rdb_key_save_delay_us: s("rdb-key-save-delay", "0").parse().unwrap_or(0),
             maxmemory_bytes: num("maxmemory", "0")?,
             rdb_save_incremental_fsync: b("rdb-save-incremental-fsync", "yes")?,
             aof_rewrite_incremental_fsync: b("aof-rewrite-incremental-fsync", "yes")?,

@@ -128,23 +128,32 @@ impl Snapshot<'_> {
         enc: &mut RdbEncoder<W>,
     ) -> Result<u64, String> {
         let dbs = self.dbs.clone();
+        // `rdb-key-save-delay`: Redis's debugging knob for slow saves (µs per key).
+        let delay_us = self.srv.settings().rdb_key_save_delay_us;
         for d in dbs {
             let db = self.srv.keyspace.db(d as usize);
             for slot in 0..SLOT_COUNT as u16 {
                 // Locking captures the slot unless a writer already did.
                 drop(db.lock(slot));
-                self.drain(enc)?;
+                self.drain(enc, delay_us)?;
             }
         }
-        self.drain(enc)?;
+        self.drain(enc, delay_us)?;
         Ok(self.keys_written)
     }
 
-    fn drain<W: std::io::Write>(&mut self, enc: &mut RdbEncoder<W>) -> Result<(), String> {
+    fn drain<W: std::io::Write>(
+        &mut self,
+        enc: &mut RdbEncoder<W>,
+        delay_us: i64,
+    ) -> Result<(), String> {
         while let Ok(chunk) = self.rx.try_recv() {
             debug_assert!(chunk.entries.iter().all(|e| e.db == chunk.db));
             for e in &chunk.entries {
                 enc.write_entry(e).map_err(|e| e.to_string())?;
+                if delay_us > 0 {
+                    std::thread::sleep(std::time::Duration::from_micros(delay_us as u64));
+                }
             }
             self.keys_written += chunk.entries.len() as u64;
         }
