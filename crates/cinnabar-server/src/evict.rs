@@ -48,34 +48,30 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every policy with its `maxmemory-policy` name; the index is the stored `u8`.
+    const ALL: [(Policy, &'static str); 8] = [
+        (Policy::VolatileLru, "volatile-lru"),
+        (Policy::VolatileLfu, "volatile-lfu"),
+        (Policy::VolatileRandom, "volatile-random"),
+        (Policy::VolatileTtl, "volatile-ttl"),
+        (Policy::AllkeysLru, "allkeys-lru"),
+        (Policy::AllkeysLfu, "allkeys-lfu"),
+        (Policy::AllkeysRandom, "allkeys-random"),
+        (Policy::NoEviction, "noeviction"),
+    ];
+
+    /// The policy named `s` (the config layer has validated it; anything else is noeviction).
     pub fn parse(s: &str) -> Policy {
-        match s.to_ascii_lowercase().as_str() {
-            "volatile-lru" => Policy::VolatileLru,
-            "volatile-lfu" => Policy::VolatileLfu,
-            "volatile-random" => Policy::VolatileRandom,
-            "volatile-ttl" => Policy::VolatileTtl,
-            "allkeys-lru" => Policy::AllkeysLru,
-            "allkeys-lfu" => Policy::AllkeysLfu,
-            "allkeys-random" => Policy::AllkeysRandom,
-            _ => Policy::NoEviction,
-        }
+        Self::ALL
+            .iter()
+            .find(|(_, name)| name.eq_ignore_ascii_case(s))
+            .map_or(Policy::NoEviction, |&(p, _)| p)
     }
 
     fn from_u8(v: u8) -> Policy {
-        use Policy::*;
-        [
-            VolatileLru,
-            VolatileLfu,
-            VolatileRandom,
-            VolatileTtl,
-            AllkeysLru,
-            AllkeysLfu,
-            AllkeysRandom,
-            NoEviction,
-        ]
-        .get(v as usize)
-        .copied()
-        .unwrap_or(NoEviction)
+        Self::ALL
+            .get(v as usize)
+            .map_or(Policy::NoEviction, |&(p, _)| p)
     }
 
     fn volatile_only(self) -> bool {
@@ -165,6 +161,18 @@ impl Evictor {
 
     pub fn policy(&self) -> Policy {
         Policy::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+
+    /// Whether Redis would use its shared integer objects (OBJECT REFCOUNT of 0..9999): not
+    /// when a limit with an LRU / LFU policy is set (MAXMEMORY_FLAG_NO_SHARED_INTEGERS), as
+    /// each key then needs its own access data.
+    pub fn shares_integers(&self) -> bool {
+        use Policy::*;
+        self.maxmemory_bytes.load(Ordering::Relaxed) == 0
+            || !matches!(
+                self.policy(),
+                VolatileLru | VolatileLfu | AllkeysLru | AllkeysLfu
+            )
     }
 
     /// Redis's evictionTimeLimitUs: how long one round may evict before yielding.
@@ -444,19 +452,13 @@ mod tests {
 
     #[test]
     fn policy_names_round_trip() {
-        for (name, p) in [
-            ("volatile-lru", Policy::VolatileLru),
-            ("volatile-lfu", Policy::VolatileLfu),
-            ("volatile-random", Policy::VolatileRandom),
-            ("volatile-ttl", Policy::VolatileTtl),
-            ("allkeys-lru", Policy::AllkeysLru),
-            ("allkeys-lfu", Policy::AllkeysLfu),
-            ("allkeys-random", Policy::AllkeysRandom),
-            ("noeviction", Policy::NoEviction),
-        ] {
+        for (i, &(p, name)) in Policy::ALL.iter().enumerate() {
             assert_eq!(Policy::parse(name), p);
+            assert_eq!(Policy::parse(&name.to_ascii_uppercase()), p);
+            assert_eq!(p as u8 as usize, i);
             assert_eq!(Policy::from_u8(p as u8), p);
         }
+        assert_eq!(Policy::from_u8(200), Policy::NoEviction);
     }
 
     #[test]

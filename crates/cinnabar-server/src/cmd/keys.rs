@@ -404,20 +404,9 @@ pub fn object_refcount(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     match ctx.db.lookup_write(&args[2]) {
         Some(e) => {
             // Redis shares integer objects 0..9999 (refcount INT_MAX) unless an LRU / LFU
-            // maxmemory policy is in force (MAXMEMORY_FLAG_NO_SHARED_INTEGERS).
-            let lru_or_lfu = {
-                use crate::evict::Policy::*;
-                matches!(
-                    ctx.srv.evict.policy(),
-                    VolatileLru | VolatileLfu | AllkeysLru | AllkeysLfu
-                ) && ctx
-                    .srv
-                    .evict
-                    .maxmemory_bytes
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    != 0
-            };
-            let shared = !lru_or_lfu
+            // maxmemory policy is in force. Decided from the current policy here; Redis
+            // decides when the value is created (a policy switch later differs).
+            let shared = ctx.srv.evict.shares_integers()
                 && matches!(e.value, crate::types::Value::Int(n) if (0..10000).contains(&n));
             ctx.out.int(if shared { i32::MAX as i64 } else { 1 });
         }
