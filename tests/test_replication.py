@@ -583,3 +583,39 @@ def test_info_shows_the_full_sync_transfer(make_server, kind):
     text = rc.call("INFO", "replication").to_py().decode()
     assert "master_sync_total_bytes" not in text and "master_sync_in_progress:0" in text
     assert rc.call("DBSIZE").to_py() == 2000
+
+
+@pytest.mark.parametrize("kind", ["redis", "cinnabar"])
+def test_client_list_and_kill_by_type(make_server, kind):
+    """The replica lists its master link (flags=M, user (superuser), type master) and counts
+    it in connected_clients; CLIENT KILL TYPE MASTER drops it and the replica reconnects with
+    a partial resync. CLIENT KILL filters by TYPE and USER as Redis 7.0 does."""
+    master = make_server(kind, [("repl-diskless-sync-delay", ["0"])])
+    mc = master.conn()
+    replica = make_server(kind, [("replicaof", ["127.0.0.1", str(master.port)])])
+    rc = replica.conn()
+    wait_for(link_up(rc), 20, "the replica's link to come up")
+    lines = rc.call("CLIENT", "LIST", "TYPE", "master").to_py().decode().splitlines()
+    assert len(lines) == 1, lines
+    f = dict(kv.split("=", 1) for kv in lines[0].split(" "))
+    assert f["flags"] == "M" and f["user"] == "(superuser)" and f["addr"] == f"127.0.0.1:{master.port}", f
+    assert int(info(rc, "clients")["connected_clients"]) == 2  # the master link and us
+    assert rc.call("CLIENT", "LIST", "TYPE", "replica").to_py() == b""
+    assert mc.call("CLIENT", "LIST", "TYPE", "replica").to_py().decode().count("flags=S") == 1
+    me = rc.call("CLIENT", "LIST", "TYPE", "normal").to_py().decode()
+    assert me.count("\n") == 1 and "flags=N" in me
+    # Filters that match nothing kill nothing.
+    assert rc.call_raw("CLIENT", "KILL", "TYPE", "pubsub") == b":0\r\n"
+    assert rc.call_raw("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") == b":0\r\n"
+    assert rc.call_raw("CLIENT", "KILL", "USER", "default", "SKIPME", "yes") == b":0\r\n"
+    assert rc.call_raw("CLIENT", "KILL", "TYPE", "foo") == b"-ERR Unknown client type 'foo'\r\n"
+    assert rc.call_raw("CLIENT", "KILL", "USER", "bob") == b"-ERR No such user 'bob'\r\n"
+    assert rc.call_raw("CLIENT", "KILL", "MAXAGE", "5") == b"-ERR syntax error\r\n"  # 7.2+
+    assert rc.call_raw("CLIENT", "LIST", "TYPE", "foo") == b"-ERR Unknown client type 'foo'\r\n"
+    partial = int(info(mc, "stats")["sync_partial_ok"])
+    assert rc.call_raw("CLIENT", "KILL", "TYPE", "master") == b":1\r\n"
+    wait_for(lambda: int(info(mc, "stats")["sync_partial_ok"]) > partial, 20, "the partial resync")
+    wait_for(link_up(rc), 20, "the link to come back")
+    assert mc.call("SET", "after", "kill").raw == b"+OK\r\n"
+    wait_for(caught_up(mc, rc), 10, "the replica to catch up")
+    assert rc.call("GET", "after").to_py() == b"kill"

@@ -43,6 +43,30 @@ pub struct ClientInfo {
     pub kill_notify: tokio::sync::Notify,
     /// This connection is a replica's link (CLIENT LIST flag `S`).
     pub is_replica_link: AtomicBool,
+    /// This is our link to our master (CLIENT LIST flag `M`, type `master`).
+    pub is_master_link: AtomicBool,
+}
+
+/// Redis's client types (getClientType), for CLIENT LIST / CLIENT KILL `TYPE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientType {
+    Normal,
+    Replica,
+    Master,
+    PubSub,
+}
+
+impl ClientType {
+    /// getClientTypeByName: `normal`, `slave` / `replica`, `master`, `pubsub`.
+    pub fn parse(name: &[u8]) -> Option<ClientType> {
+        match name.to_ascii_lowercase().as_slice() {
+            b"normal" => Some(ClientType::Normal),
+            b"slave" | b"replica" => Some(ClientType::Replica),
+            b"master" => Some(ClientType::Master),
+            b"pubsub" => Some(ClientType::PubSub),
+            _ => None,
+        }
+    }
 }
 
 impl ClientInfo {
@@ -73,6 +97,24 @@ impl ClientInfo {
             killed: AtomicBool::new(false),
             kill_notify: tokio::sync::Notify::new(),
             is_replica_link: AtomicBool::new(false),
+            is_master_link: AtomicBool::new(false),
+        }
+    }
+
+    /// getClientType: master link, replica link, subscriber, or normal.
+    pub fn client_type(&self) -> ClientType {
+        if self.is_master_link.load(Ordering::Relaxed) {
+            ClientType::Master
+        } else if self.is_replica_link.load(Ordering::Relaxed) {
+            ClientType::Replica
+        } else if self.sub_count.load(Ordering::Relaxed)
+            + self.psub_count.load(Ordering::Relaxed)
+            + self.ssub_count.load(Ordering::Relaxed)
+            > 0
+        {
+            ClientType::PubSub
+        } else {
+            ClientType::Normal
         }
     }
 
@@ -100,7 +142,10 @@ impl ClientInfo {
             + self.psub_count.load(Ordering::Relaxed)
             + self.ssub_count.load(Ordering::Relaxed)
             > 0;
-        let flags = if self.is_replica_link.load(Ordering::Relaxed) {
+        let master_link = self.is_master_link.load(Ordering::Relaxed);
+        let flags = if master_link {
+            "M"
+        } else if self.is_replica_link.load(Ordering::Relaxed) {
             "S"
         } else if self.in_multi.load(Ordering::Relaxed) {
             "x"
@@ -112,7 +157,7 @@ impl ClientInfo {
             "N"
         };
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem={} tot-mem=0 events=r cmd={} user={} redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -132,6 +177,8 @@ impl ClientInfo {
                 u32::MAX => "NULL",
                 i => crate::cmd::stat_name(i as usize),
             },
+            // The master link runs without a user, as Redis's "(superuser)".
+            if master_link { "(superuser)" } else { "default" },
             self.resp.load(Ordering::Relaxed),
         )
     }

@@ -411,7 +411,20 @@ async fn stream_loop(
     let addr = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let laddr = s.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let info = Arc::new(ClientInfo::new(id, addr, laddr, -1, now_ms(), false));
-    let mut mc = Client::new(info, true);
+    // Listed in CLIENT LIST (flags=M, type master) and counted in connected_clients while
+    // the link streams, as Redis's server.master client; CLIENT KILL TYPE MASTER drops it.
+    info.is_master_link.store(true, Ordering::Relaxed);
+    struct Registered<'a>(&'a Server, u64);
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            self.0.clients.lock().remove(&self.1);
+            self.0.connected_clients.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    srv.clients.lock().insert(id, info.clone());
+    srv.connected_clients.fetch_add(1, Ordering::AcqRel);
+    let _registered = Registered(srv, id);
+    let mut mc = Client::new(info.clone(), true);
     mc.is_master = true;
     let mut parser = Parser::new();
     let mut args: Vec<Bytes> = Vec::new();
@@ -470,6 +483,9 @@ async fn stream_loop(
                     .map_err(|e| e.to_string())?;
             }
             _ = srv.shutdown_notify.notified() => return Ok(()),
+            _ = info.kill_notify.notified() => {
+                return Err("the master link was killed (CLIENT KILL)".into());
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use cinnabar_protocol::parser::parse_i64;
 use cinnabar_protocol::Resp;
 
 use super::Ctx;
-use crate::client::ReplyMode;
+use crate::client::{ClientType, ReplyMode};
 use crate::error::{CmdError, CmdResult};
 
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -245,27 +245,23 @@ pub fn client_getname(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// A `TYPE` argument of CLIENT LIST / CLIENT KILL.
+fn client_type_arg(name: &[u8]) -> Result<ClientType, CmdError> {
+    ClientType::parse(name).ok_or_else(|| {
+        CmdError::Msg(format!(
+            "ERR Unknown client type '{}'",
+            String::from_utf8_lossy(name)
+        ))
+    })
+}
+
 pub fn client_list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let mut ids: Option<Vec<u64>> = None;
-    let mut replicas_only = false;
+    let mut of_type: Option<ClientType> = None;
     let mut i = 2;
     while i < args.len() {
         if args[i].eq_ignore_ascii_case(b"TYPE") && i + 1 < args.len() {
-            let t = args[i + 1].to_ascii_lowercase();
-            if !matches!(
-                t.as_slice(),
-                b"normal" | b"master" | b"replica" | b"slave" | b"pubsub"
-            ) {
-                return Err(CmdError::Msg(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(&args[i + 1])
-                )));
-            }
-            if matches!(t.as_slice(), b"replica" | b"slave") {
-                replicas_only = true;
-            } else if t.as_slice() != b"normal" {
-                ids = Some(Vec::new());
-            }
+            of_type = Some(client_type_arg(&args[i + 1])?);
             i += 2;
         } else if args[i].eq_ignore_ascii_case(b"ID") && i + 1 < args.len() {
             let mut v = Vec::new();
@@ -291,7 +287,7 @@ pub fn client_list(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 continue;
             }
         }
-        if replicas_only && !c.is_replica_link.load(Ordering::Relaxed) {
+        if of_type.is_some_and(|t| t != c.client_type()) {
             continue;
         }
         s.push_str(&c.list_line(now));
@@ -325,6 +321,10 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     let mut id: Option<u64> = None;
     let mut addr: Option<String> = None;
     let mut laddr: Option<String> = None;
+    let mut of_type: Option<ClientType> = None;
+    // Only the default user exists (no ACL users): USER default selects every client but the
+    // master link (which runs as Redis's superuser), any other name is unknown.
+    let mut default_user_only = false;
     let mut skipme = true;
     let mut i = 2;
     while i + 1 < args.len() {
@@ -345,7 +345,16 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                     return Err(CmdError::Syntax);
                 }
             }
-            b"type" | b"user" | b"maxage" => {}
+            b"type" => of_type = Some(client_type_arg(v)?),
+            b"user" => {
+                if v.as_ref() != b"default" {
+                    return Err(CmdError::Msg(format!(
+                        "ERR No such user '{}'",
+                        String::from_utf8_lossy(v)
+                    )));
+                }
+                default_user_only = true;
+            }
             _ => return Err(CmdError::Syntax),
         }
         i += 2;
@@ -358,6 +367,8 @@ pub fn client_kill(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         if id.is_some_and(|x| x != c.id)
             || addr.as_ref().is_some_and(|a| *a != c.addr)
             || laddr.as_ref().is_some_and(|a| *a != c.laddr)
+            || of_type.is_some_and(|t| t != c.client_type())
+            || (default_user_only && c.client_type() == ClientType::Master)
         {
             continue;
         }
