@@ -126,3 +126,85 @@ def test_unix_socket(make_server):
         finally:
             u.close()
         assert s.ping_ok()
+
+
+MEMORY_STATS_NAMES = (
+    "peak.allocated total.allocated startup.allocated replication.backlog clients.slaves "
+    "clients.normal cluster.links aof.buffer lua.caches functions.caches db.0 overhead.total "
+    "keys.count keys.bytes-per-key dataset.bytes dataset.percentage peak.percentage "
+    "allocator.allocated allocator.active allocator.resident allocator-fragmentation.ratio "
+    "allocator-fragmentation.bytes allocator-rss.ratio allocator-rss.bytes rss-overhead.ratio "
+    "rss-overhead.bytes fragmentation fragmentation.bytes").split()
+MEMORY_STATS_DOUBLES = {"dataset.percentage", "peak.percentage", "allocator-fragmentation.ratio",
+                        "allocator-rss.ratio", "rss-overhead.ratio", "fragmentation"}
+
+
+def test_memory_stats_purge_malloc_stats(server):
+    """MEMORY STATS has Redis 7.0's fields, order and types (RESP2 and RESP3; values are each
+    server's own accounting); PURGE answers OK; MALLOC-STATS is what Redis says without
+    jemalloc... for Cinnabar (Redis's own build has jemalloc and prints its report)."""
+    with server.conn() as c:
+        for i in range(100):
+            c.call("SET", f"k{i}", "v" * 100)
+        r = c.call("MEMORY", "STATS").to_py()
+        names = [x.decode() for x in r[0::2]]
+        assert names == MEMORY_STATS_NAMES, names
+        vals = dict(zip(names, r[1::2]))
+        for n in names:
+            if n in MEMORY_STATS_DOUBLES:
+                float(vals[n])  # RESP2: a bulk string holding a double
+                assert isinstance(vals[n], bytes), (n, vals[n])
+            elif n == "db.0":
+                sub = vals[n]
+                assert [x.decode() for x in sub[0::2]] == [
+                    "overhead.hashtable.main", "overhead.hashtable.expires",
+                    "overhead.hashtable.slot-to-keys"], sub
+            else:
+                assert isinstance(vals[n], int), (n, vals[n])
+        assert vals["keys.count"] == 100
+        assert vals["total.allocated"] >= vals["startup.allocated"] > 0
+        assert vals["peak.allocated"] >= vals["total.allocated"]
+        assert vals["dataset.bytes"] > 100 * 100
+        assert c.call_raw("HELLO", "3").startswith(b"%")
+        raw = c.call_raw("MEMORY", "STATS")
+        assert raw.startswith(b"%28\r\n"), raw[:10]
+        assert b"$18\r\ndataset.percentage\r\n," in raw  # a RESP3 double
+        assert c.call_raw("MEMORY", "PURGE") == b"+OK\r\n"
+        assert c.call_raw("MEMORY", "STATS", "x") == b"-ERR wrong number of arguments for 'memory|stats' command\r\n"
+        assert c.call_raw("MEMORY", "PURGE", "x") == b"-ERR wrong number of arguments for 'memory|purge' command\r\n"
+        text = c.call("MEMORY", "MALLOC-STATS").to_py()
+        assert isinstance(text, bytes) and text
+        help_lines = [x.decode() for x in c.call("MEMORY", "HELP").to_py()]
+        for sub_name in ("MALLOC-STATS", "PURGE", "STATS", "USAGE <key> [SAMPLES <count>]"):
+            assert sub_name in help_lines, help_lines
+
+
+def help_entries(lines):
+    """HELP reply lines grouped per subcommand: [(name, [lines])], the header first."""
+    entries = []
+    for ln in lines:
+        if ln.startswith(" ") and entries:
+            entries[-1][1].append(ln)
+        else:
+            name = ln.split(" ", 1)[0].lower()
+            entries.append((name, [ln]))
+    return entries
+
+
+def test_help_replies_match_redis_for_implemented_subcommands(pair):
+    """Every container command's HELP is Redis 7.0.15's text, byte for byte, less the entries
+    of subcommands Cinnabar does not implement (which COMMAND INFO does not report either)."""
+    redis, cinnabar = pair
+    with redis.conn() as r, cinnabar.conn() as c:
+        for cmd in ("client", "command", "config", "object", "slowlog", "pubsub", "memory"):
+            want_entries = help_entries([x.decode() for x in r.call(cmd.upper(), "HELP").to_py()])
+            kept = []
+            for i, (name, lines) in enumerate(want_entries):
+                if i == 0 or name == "help" or name.startswith("("):  # "(no subcommand)"
+                    kept.extend(lines)
+                    continue
+                info = c.call("COMMAND", "INFO", f"{cmd}|{name}").to_py()
+                if info and info[0] is not None:
+                    kept.extend(lines)
+            got = [x.decode() for x in c.call(cmd.upper(), "HELP").to_py()]
+            assert got == kept, (cmd, got, kept)

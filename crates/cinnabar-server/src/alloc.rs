@@ -94,3 +94,15 @@ pub fn allocated_bytes() -> u64 {
         .sum::<isize>()
         .max(0) as u64
 }
+
+// Part of the mimalloc library the `mimalloc` crate links in (its C API, mimalloc.h).
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// Returns freed memory held by the allocator to the system (MEMORY PURGE): mimalloc's
+/// `mi_collect(force)` for the calling thread's heap and the abandoned ones.
+pub fn purge() {
+    // SAFETY: mi_collect takes no pointers and may be called from any thread at any time.
+    unsafe { mi_collect(true) };
+}

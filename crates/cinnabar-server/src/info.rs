@@ -107,6 +107,76 @@ pub fn used_memory(_srv: &Server) -> u64 {
     }
 }
 
+/// Where the memory goes (Redis's getMemoryOverheadData), for INFO memory and MEMORY STATS.
+pub struct MemOverhead {
+    pub total: u64,
+    pub peak: u64,
+    pub startup: u64,
+    pub repl_backlog: u64,
+    pub clients_replicas: u64,
+    pub clients_normal: u64,
+    pub aof_buffer: u64,
+    /// (db index, bytes of its slot tables) for databases holding keys.
+    pub dbs: Vec<(usize, u64)>,
+    pub overhead_total: u64,
+    pub keys: u64,
+    pub dataset: u64,
+    pub rss: u64,
+}
+
+impl MemOverhead {
+    /// Visits every slot table of the non-empty databases (O(slots), an admin command); a
+    /// slot locked at that moment (a command in flight, or this client's own EXEC) is not
+    /// counted rather than waited for.
+    pub fn compute(srv: &Server) -> MemOverhead {
+        let total = used_memory(srv);
+        let peak = PEAK.fetch_max(total, Ordering::Relaxed).max(total);
+        let startup = STARTUP_MEMORY.load(Ordering::Relaxed);
+        let (repl_backlog, clients_replicas, aof_buffer) = srv.repl.memory_bytes();
+        let clients_normal: u64 = srv
+            .clients
+            .lock()
+            .values()
+            .filter(|c| c.client_type() != crate::client::ClientType::Replica)
+            .map(|c| c.qbuf_bytes.load(Ordering::Relaxed) + c.omem_bytes.load(Ordering::Relaxed))
+            .sum();
+        let mut dbs = Vec::new();
+        let mut keys = 0u64;
+        for (i, db) in srv.keyspace.existing_dbs() {
+            let n = db.key_count() as u64;
+            if n == 0 {
+                continue;
+            }
+            keys += n;
+            let tables: u64 = (0..crate::keyspace::SLOT_COUNT as u16)
+                .filter_map(|s| db.try_table_overhead_bytes(s))
+                .map(|b| b as u64)
+                .sum();
+            dbs.push((i, tables));
+        }
+        let overhead_total = startup
+            + repl_backlog
+            + clients_replicas
+            + clients_normal
+            + aof_buffer
+            + dbs.iter().map(|d| d.1).sum::<u64>();
+        MemOverhead {
+            total,
+            peak,
+            startup,
+            repl_backlog,
+            clients_replicas,
+            clients_normal,
+            aof_buffer,
+            dbs,
+            overhead_total,
+            keys,
+            dataset: total.saturating_sub(overhead_total),
+            rss: rss_bytes(),
+        }
+    }
+}
+
 pub fn render(srv: &Server, requested: &[String], cl: &Client) -> String {
     let mut sections: Vec<&str> = Vec::new();
     if requested.is_empty() || requested.iter().any(|r| r == "default") {
@@ -179,10 +249,8 @@ fn section(srv: &Server, name: &str, _cl: &Client, o: &mut String) {
             );
         }
         "memory" => {
-            let rss = rss_bytes();
-            let used = used_memory(srv);
-            let peak = PEAK.fetch_max(used, Ordering::Relaxed).max(used);
-            let startup = STARTUP_MEMORY.load(Ordering::Relaxed);
+            let mo = MemOverhead::compute(srv);
+            let (rss, used, peak, startup) = (mo.rss, mo.total, mo.peak, mo.startup);
             let frag = if used > 0 {
                 rss as f64 / used as f64
             } else {
@@ -193,8 +261,14 @@ fn section(srv: &Server, name: &str, _cl: &Client, o: &mut String) {
             let maxmemory = settings.maxmemory_bytes;
             let maxmemory_policy = settings.maxmemory_policy.as_str();
             let not_counted = srv.repl.not_counted_for_evict_bytes();
-            let overhead = startup;
-            let dataset = used.saturating_sub(overhead);
+            let overhead = mo.overhead_total;
+            let dataset = mo.dataset;
+            let (backlog, replicas, normal, aof_buf) = (
+                mo.repl_backlog,
+                mo.clients_replicas,
+                mo.clients_normal,
+                mo.aof_buffer,
+            );
             let pct = |a: u64, b: u64| {
                 if b > 0 {
                     a as f64 * 100.0 / b as f64
@@ -204,7 +278,7 @@ fn section(srv: &Server, name: &str, _cl: &Client, o: &mut String) {
             };
             let _ = write!(
                 o,
-                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{:.2}%\r\nallocator_allocated:{used}\r\nallocator_active:{rss}\r\nallocator_resident:{rss}\r\ntotal_system_memory:{total_system}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:31744\r\nused_memory_vm_eval:31744\r\nused_memory_lua_human:31.00K\r\nused_memory_scripts_eval:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nused_memory_vm_functions:32768\r\nused_memory_vm_total:64512\r\nused_memory_vm_total_human:63.00K\r\nused_memory_functions:184\r\nused_memory_scripts:184\r\nused_memory_scripts_human:184B\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{maxmemory_policy}\r\nallocator_frag_ratio:1.00\r\nallocator_frag_bytes:0\r\nallocator_rss_ratio:1.00\r\nallocator_rss_bytes:0\r\nrss_overhead_ratio:1.00\r\nrss_overhead_bytes:0\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{not_counted}\r\nmem_replication_backlog:0\r\nmem_total_replication_buffers:0\r\nmem_clients_slaves:0\r\nmem_clients_normal:0\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\nmem_allocator:mimalloc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{:.2}%\r\nallocator_allocated:{used}\r\nallocator_active:{rss}\r\nallocator_resident:{rss}\r\ntotal_system_memory:{total_system}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:31744\r\nused_memory_vm_eval:31744\r\nused_memory_lua_human:31.00K\r\nused_memory_scripts_eval:0\r\nnumber_of_cached_scripts:0\r\nnumber_of_functions:0\r\nnumber_of_libraries:0\r\nused_memory_vm_functions:32768\r\nused_memory_vm_total:64512\r\nused_memory_vm_total_human:63.00K\r\nused_memory_functions:184\r\nused_memory_scripts:184\r\nused_memory_scripts_human:184B\r\nmaxmemory:{maxmemory}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{maxmemory_policy}\r\nallocator_frag_ratio:1.00\r\nallocator_frag_bytes:0\r\nallocator_rss_ratio:1.00\r\nallocator_rss_bytes:0\r\nrss_overhead_ratio:1.00\r\nrss_overhead_bytes:0\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{not_counted}\r\nmem_replication_backlog:{backlog}\r\nmem_total_replication_buffers:{}\r\nmem_clients_slaves:{replicas}\r\nmem_clients_normal:{normal}\r\nmem_cluster_links:0\r\nmem_aof_buffer:{aof_buf}\r\nmem_allocator:mimalloc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
                 human(used),
                 human(rss),
                 human(peak),
@@ -213,6 +287,7 @@ fn section(srv: &Server, name: &str, _cl: &Client, o: &mut String) {
                 human(total_system),
                 human(maxmemory),
                 rss as i64 - used as i64,
+                backlog + replicas,
             );
         }
         "persistence" => {

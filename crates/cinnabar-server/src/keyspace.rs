@@ -400,6 +400,16 @@ impl Slot {
         taken
     }
 
+    /// Bytes of this slot's hash table itself (buckets and control bytes), without entries —
+    /// MEMORY STATS's `overhead.hashtable.main`.
+    pub fn table_overhead_bytes(&self) -> usize {
+        if self.table.capacity() == 0 {
+            0
+        } else {
+            self.table.capacity() * (std::mem::size_of::<Box<Entry>>() + 1)
+        }
+    }
+
     /// Approximate bytes held by this slot's table and entries.
     pub fn memory_bytes(&self) -> usize {
         self.table.capacity() * (std::mem::size_of::<Box<Entry>>() + 1)
@@ -464,6 +474,13 @@ impl Db {
 
     pub fn index(&self) -> u32 {
         self.index
+    }
+
+    /// Bytes of `slot`'s table (see [`Slot::table_overhead_bytes`]) if its lock is free now.
+    /// Never waits: INFO / MEMORY STATS may run inside an EXEC that holds slot locks.
+    pub fn try_table_overhead_bytes(&self, slot: u16) -> Option<usize> {
+        let g = self.slots.get(slot as usize)?.try_lock()?;
+        Some(g.table_overhead_bytes())
     }
 
     /// Cache hint: the header of `slot` (its mutex and table header) will be needed soon.

@@ -743,6 +743,23 @@ impl ReplicationLog {
         replicas + inner.aof.buf.capacity() as u64
     }
 
+    /// (replication backlog bytes, bytes queued for replicas, AOF buffer bytes) — MEMORY
+    /// STATS / INFO memory.
+    pub fn memory_bytes(&self) -> (u64, u64, u64) {
+        let inner = self.inner.lock();
+        let queued = inner
+            .replicas
+            .iter()
+            .map(|a| a.link.pending_bytes.load(Ordering::Acquire))
+            .max()
+            .unwrap_or(0);
+        (
+            inner.backlog.capacity() as u64,
+            queued,
+            inner.aof.buf.capacity() as u64,
+        )
+    }
+
     pub fn acked(&self, offset: i64) -> (usize, usize) {
         let inner = self.inner.lock();
         let n = inner

@@ -436,7 +436,7 @@ pub fn object_help(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "    Return the number of references of the value associated with the specified",
             "    <key>.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ],
     );
     Ok(())

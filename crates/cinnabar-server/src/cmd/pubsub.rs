@@ -191,7 +191,7 @@ pub fn pubsub_help(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         "SHARDNUMSUB [<shardchannel> ...]",
         "    Return the number of subscribers for the specified shard level channel(s)",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     ]);
     Ok(())
 }

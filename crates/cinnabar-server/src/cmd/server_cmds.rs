@@ -90,7 +90,7 @@ pub fn config_help(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "REWRITE",
             "    Rewrite the configuration file.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ],
     );
     Ok(())
@@ -150,8 +150,10 @@ pub fn command_help(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
             "    commands are returned.",
             "GETKEYS <full-command>",
             "    Return the keys from a full Redis command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full Redis command.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ],
     );
     Ok(())
@@ -359,13 +361,117 @@ pub fn memory_help(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx,
         &[
             "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
             "USAGE <key> [SAMPLES <count>]",
             "    Return memory in bytes used by <key> and its value. Nested values are",
             "    sampled up to <count> times (default: 5, 0 means sample all).",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ],
     );
+    Ok(())
+}
+
+/// MEMORY STATS: Redis's memory overhead report, field for field (from our accounting:
+/// allocator-level bytes, the slot tables as the main hash table overhead; no Lua/functions).
+pub fn memory_stats(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    let m = crate::info::MemOverhead::compute(ctx.srv);
+    let out = &mut *ctx.out;
+    // Redis keeps these ratios as C floats.
+    let f = |x: f64| x as f32 as f64;
+    let ratio = |a: u64, b: u64| if b > 0 { f(a as f64 / b as f64) } else { 0.0 };
+    let net = m.total.saturating_sub(m.startup);
+    out.map(27 + m.dbs.len());
+    for (name, v) in [
+        ("peak.allocated", m.peak),
+        ("total.allocated", m.total),
+        ("startup.allocated", m.startup),
+        ("replication.backlog", m.repl_backlog),
+        ("clients.slaves", m.clients_replicas),
+        ("clients.normal", m.clients_normal),
+        ("cluster.links", 0),
+        ("aof.buffer", m.aof_buffer),
+        ("lua.caches", 0),
+        ("functions.caches", 0),
+    ] {
+        out.bulk(name.as_bytes());
+        out.int(v as i64);
+    }
+    for &(db, tables) in &m.dbs {
+        out.bulk(format!("db.{db}").as_bytes());
+        out.map(3);
+        out.bulk(b"overhead.hashtable.main");
+        out.int(tables as i64);
+        out.bulk(b"overhead.hashtable.expires");
+        out.int(0); // expiry lives in the entry: no second table
+        out.bulk(b"overhead.hashtable.slot-to-keys");
+        out.int(0); // the tables are per slot already
+    }
+    out.bulk(b"overhead.total");
+    out.int(m.overhead_total as i64);
+    out.bulk(b"keys.count");
+    out.int(m.keys as i64);
+    out.bulk(b"keys.bytes-per-key");
+    out.int(net.checked_div(m.keys).unwrap_or(0) as i64);
+    out.bulk(b"dataset.bytes");
+    out.int(m.dataset as i64);
+    out.bulk(b"dataset.percentage");
+    out.double(f(if net > 0 {
+        m.dataset as f64 * 100.0 / net as f64
+    } else {
+        0.0
+    }));
+    out.bulk(b"peak.percentage");
+    out.double(f(if m.peak > 0 {
+        m.total as f64 * 100.0 / m.peak as f64
+    } else {
+        0.0
+    }));
+    // The counting allocator knows requested bytes; "active" and "resident" are the RSS, as
+    // in INFO memory's allocator_* fields.
+    for (name, v) in [
+        ("allocator.allocated", m.total),
+        ("allocator.active", m.rss),
+        ("allocator.resident", m.rss),
+    ] {
+        out.bulk(name.as_bytes());
+        out.int(v as i64);
+    }
+    let frag_bytes = m.rss as i64 - m.total as i64;
+    for (name, r, b) in [
+        ("allocator-fragmentation", ratio(m.rss, m.total), frag_bytes),
+        ("allocator-rss", 1.0, 0),
+        ("rss-overhead", 1.0, 0),
+    ] {
+        out.bulk(format!("{name}.ratio").as_bytes());
+        out.double(r);
+        out.bulk(format!("{name}.bytes").as_bytes());
+        out.int(b);
+    }
+    out.bulk(b"fragmentation");
+    out.double(ratio(m.rss, m.total));
+    out.bulk(b"fragmentation.bytes");
+    out.int(frag_bytes);
+    Ok(())
+}
+
+/// MEMORY PURGE: asks the allocator to return freed memory to the system now (Redis asks
+/// jemalloc; here mimalloc's collect).
+pub fn memory_purge(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    crate::alloc::purge();
+    ctx.out.ok();
+    Ok(())
+}
+
+/// MEMORY MALLOC-STATS: what Redis answers when not built with jemalloc.
+pub fn memory_malloc_stats(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    ctx.out
+        .bulk(b"Stats not supported for the current allocator");
     Ok(())
 }
 
@@ -472,7 +578,7 @@ pub fn slowlog_help(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
             "RESET",
             "    Reset the slowlog.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ],
     );
     Ok(())
@@ -632,7 +738,7 @@ pub fn debug(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
                 "SLEEP <seconds>",
                 "    Stop the server for <seconds>. Decimals allowed.",
                 "HELP",
-                "    Print this help.",
+                "    Prints this help.",
             ]);
         }
         _ => {

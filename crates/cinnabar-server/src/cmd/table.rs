@@ -234,6 +234,33 @@ static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
 
 static MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "stats",
+        arity: 2,
+        flags: 0,
+        keys: Keys::None,
+        handler: server_cmds::memory_stats,
+        subcommands: &[],
+        group: "memory|stats",
+    },
+    CommandSpec {
+        name: "purge",
+        arity: 2,
+        flags: 0,
+        keys: Keys::None,
+        handler: server_cmds::memory_purge,
+        subcommands: &[],
+        group: "memory|purge",
+    },
+    CommandSpec {
+        name: "malloc-stats",
+        arity: 2,
+        flags: 0,
+        keys: Keys::None,
+        handler: server_cmds::memory_malloc_stats,
+        subcommands: &[],
+        group: "memory|malloc-stats",
+    },
+    CommandSpec {
         name: "usage",
         arity: -3,
         flags: flags::READONLY,
