@@ -30,6 +30,24 @@ pub fn entry_size(n: usize) -> usize {
     2 * hdr_len(n) + n
 }
 
+/// Writes the encoded entry for `data` into `out`, which is exactly `entry_size(data.len())`
+/// bytes long.
+fn encode_into(out: &mut [u8], data: &[u8]) {
+    let n = data.len();
+    if n < 0x80 {
+        out[0] = n as u8;
+        out[1..1 + n].copy_from_slice(data);
+        out[1 + n] = n as u8;
+    } else {
+        let l = (n as u32).to_le_bytes();
+        out[0] = LONG;
+        out[1..5].copy_from_slice(&l);
+        out[5..5 + n].copy_from_slice(data);
+        out[5 + n..9 + n].copy_from_slice(&l);
+        out[9 + n] = LONG;
+    }
+}
+
 fn encode(out: &mut Vec<u8>, data: &[u8]) {
     let n = data.len();
     if n < 0x80 {
@@ -184,20 +202,32 @@ impl Lp {
         if off == self.buf.len() {
             return self.push_back(data);
         }
-        let mut tmp = Vec::with_capacity(entry_size(data.len()));
-        encode(&mut tmp, data);
-        self.reserve_for(tmp.len());
-        self.buf.splice(off..off, tmp);
+        // Open a gap with one memmove and encode into it (no temporary buffer, no splice).
+        let n = entry_size(data.len());
+        self.reserve_for(n);
+        let old_len = self.buf.len();
+        self.buf.resize(old_len + n, 0);
+        self.buf.copy_within(off..old_len, off + n);
+        encode_into(&mut self.buf[off..off + n], data);
         self.count += 1;
     }
 
     /// Replaces the entry at `off`; returns the offset after it.
     pub fn replace(&mut self, off: usize, data: &[u8]) -> usize {
         let end = self.next(off);
-        let mut tmp = Vec::with_capacity(entry_size(data.len()));
-        encode(&mut tmp, data);
-        let n = tmp.len();
-        self.buf.splice(off..end, tmp);
+        let old_n = end - off;
+        let n = entry_size(data.len());
+        let len = self.buf.len();
+        if n > old_n {
+            let grow = n - old_n;
+            self.reserve_for(grow);
+            self.buf.resize(len + grow, 0);
+            self.buf.copy_within(end..len, end + grow);
+        } else if n < old_n {
+            self.buf.copy_within(end..len, off + n);
+            self.buf.truncate(len - (old_n - n));
+        }
+        encode_into(&mut self.buf[off..off + n], data);
         off + n
     }
 
