@@ -118,12 +118,16 @@ pub(crate) fn pop_n(ctx: &mut Ctx, key: &[u8], end: End, count: usize) -> Vec<Ve
 
 /// After a pop from `key`: the `lpop`/`rpop` event, then `del` when the list is empty.
 fn finish_pop(ctx: &mut Ctx, key: &[u8], end: End) {
-    let event = match end {
+    notify(ctx, notify::LIST, pop_event(end), key);
+    delete_if_empty(ctx, key);
+}
+
+/// The keyspace event of a pop from `end`.
+fn pop_event(end: End) -> &'static str {
+    match end {
         End::Left => "lpop",
         End::Right => "rpop",
-    };
-    notify(ctx, notify::LIST, event, key);
-    delete_if_empty(ctx, key);
+    }
 }
 
 /// Pops up to `count` elements, leaving an emptied list in place (see [`pop_n`]).
@@ -158,28 +162,44 @@ fn pop_cmd(ctx: &mut Ctx, args: &[Bytes], end: End) -> CmdResult {
         None => None,
     };
     let key = &args[1];
+    let Some(n) = count else {
+        return pop_one(ctx, key, end);
+    };
     if get_list(&mut ctx.db, key, true)?.is_none() {
-        match count {
-            Some(_) => ctx.out.null_array(),
-            None => ctx.out.null(),
-        }
+        ctx.out.null_array();
         return Ok(());
     }
-    match count {
-        None => {
-            let v = pop_n(ctx, key, end, 1);
-            match v.first() {
-                Some(v) => ctx.out.bulk(v),
-                None => ctx.out.null(),
-            }
+    let v = pop_n(ctx, key, end, n as usize);
+    ctx.out.array(v.len());
+    for e in &v {
+        ctx.out.bulk(e);
+    }
+    Ok(())
+}
+
+/// LPOP / RPOP without a count: one lookup, the reply written straight from the list node.
+fn pop_one(ctx: &mut Ctx, key: &[u8], end: End) -> CmdResult {
+    let emptied = {
+        let Some(l) = get_list(&mut ctx.db, key, true)? else {
+            ctx.out.null();
+            return Ok(());
+        };
+        let out = &mut *ctx.out;
+        let popped = match end {
+            End::Left => l.pop_front_with(|v| out.bulk(v)),
+            End::Right => l.pop_back_with(|v| out.bulk(v)),
+        };
+        if !popped {
+            out.null();
+            return Ok(());
         }
-        Some(n) => {
-            let v = pop_n(ctx, key, end, n as usize);
-            ctx.out.array(v.len());
-            for e in &v {
-                ctx.out.bulk(e);
-            }
-        }
+        l.is_empty()
+    };
+    ctx.db.touch_write();
+    notify(ctx, notify::LIST, pop_event(end), key);
+    if emptied {
+        ctx.db.remove(key);
+        notify(ctx, notify::GENERIC, "del", key);
     }
     Ok(())
 }

@@ -85,6 +85,38 @@ impl List {
         self.len += 1;
     }
 
+    /// Pops the first element, handing its bytes to `f` before they are removed (no copy);
+    /// false when the list is empty.
+    pub fn pop_front_with(&mut self, f: impl FnOnce(&[u8])) -> bool {
+        let Some(n) = self.nodes.front_mut() else {
+            return false;
+        };
+        f(n.get(0));
+        n.remove(0, 1);
+        if n.is_empty() {
+            self.nodes.pop_front();
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// [`Self::pop_front_with`] at the tail.
+    pub fn pop_back_with(&mut self, f: impl FnOnce(&[u8])) -> bool {
+        let Some(n) = self.nodes.back_mut() else {
+            return false;
+        };
+        let Some(off) = n.last() else {
+            return false;
+        };
+        f(n.get(off));
+        n.remove(off, 1);
+        if n.is_empty() {
+            self.nodes.pop_back();
+        }
+        self.len -= 1;
+        true
+    }
+
     pub fn pop_front(&mut self) -> Option<Vec<u8>> {
         let n = self.nodes.front_mut()?;
         let v = n.get(0).to_vec();
