@@ -275,8 +275,10 @@ async fn receive_rdb(
             crate::notice!(
                 "MASTER <-> REPLICA sync: receiving streamed RDB from master with EOF to disk"
             );
+            // Bytes that came with the `$EOF:` line count as read already.
+            let already = buf.len() as i64;
             srv.repl
-                .update_master(|m| m.transfer = Some((0, 0, now_ms())));
+                .update_master(|m| m.transfer = Some((0, already, now_ms())));
             // Keep the last 40 bytes back until the stream ends with the mark.
             loop {
                 if buf.len() >= 40 && buf[buf.len() - 40..] == mark[..] {
