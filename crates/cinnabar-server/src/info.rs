@@ -260,7 +260,7 @@ fn section(srv: &Server, name: &str, _cl: &Client, o: &mut String) {
             let settings = srv.settings();
             let maxmemory = settings.maxmemory_bytes;
             let maxmemory_policy = settings.maxmemory_policy.as_str();
-            let not_counted = srv.repl.not_counted_for_evict_bytes();
+            let not_counted = mo.clients_replicas + mo.aof_buffer;
             let overhead = mo.overhead_total;
             let dataset = mo.dataset;
             let (backlog, replicas, normal, aof_buf) = (

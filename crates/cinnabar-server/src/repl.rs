@@ -727,24 +727,16 @@ impl ReplicationLog {
             && self.min_max_lag_s.load(Ordering::Relaxed) > 0
     }
 
-    /// Online replicas whose acknowledged offset is at least `offset`, and how many are
-    /// attached.
     /// Memory that `maxmemory` does not count (Redis's freeMemoryGetNotCountedMemory): the
-    /// stream frames queued for replicas (shared between replicas, so the largest queue) and
-    /// the AOF buffer. Evicting keys to make room for them would only feed them more DELs.
+    /// stream frames queued for replicas and the AOF buffer. Evicting keys to make room for
+    /// them would only feed them more DELs.
     pub fn not_counted_for_evict_bytes(&self) -> u64 {
-        let inner = self.inner.lock();
-        let replicas = inner
-            .replicas
-            .iter()
-            .map(|a| a.link.pending_bytes.load(Ordering::Acquire))
-            .max()
-            .unwrap_or(0);
-        replicas + inner.aof.buf.capacity() as u64
+        let (_, queued, aof) = self.memory_bytes();
+        queued + aof
     }
 
-    /// (replication backlog bytes, bytes queued for replicas, AOF buffer bytes) — MEMORY
-    /// STATS / INFO memory.
+    /// (replication backlog bytes, bytes queued for replicas — shared between replicas, so the
+    /// largest queue —, AOF buffer bytes) for MEMORY STATS / INFO memory.
     pub fn memory_bytes(&self) -> (u64, u64, u64) {
         let inner = self.inner.lock();
         let queued = inner
@@ -760,6 +752,8 @@ impl ReplicationLog {
         )
     }
 
+    /// Online replicas whose acknowledged offset is at least `offset`, and how many are
+    /// attached.
     pub fn acked(&self, offset: i64) -> (usize, usize) {
         let inner = self.inner.lock();
         let n = inner
