@@ -240,3 +240,35 @@ def test_06_cluster_slots_matches_nodes(cluster):
         return probs
 
     wait_until(lambda: not problems(), 30, "CLUSTER SLOTS to match CLUSTER NODES (masters, ranges, replicas)", state=problems)
+
+
+def test_07_lua_scripts_through_redis_py(cluster, rc):
+    """redis-py's Lock (SCRIPT LOAD + EVALSHA) and register_script against the cluster: the
+    script runs on the slot's owner, its effects reach that owner's replica."""
+    require_created(cluster)
+    lock = rc.lock("resource:{orders}", timeout=30)
+    assert lock.acquire(blocking=False) is True
+    assert rc.lock("resource:{orders}", timeout=30).acquire(blocking=False) is False
+    assert lock.extend(10) is True
+    assert 30 < rc.ttl("resource:{orders}") <= 40
+    lock.release()
+    assert rc.exists("resource:{orders}") == 0
+    # A script over hash-tagged keys, on many slots: values set by the script read back.
+    incr_by = rc.register_script(
+        "local v = redis.call('INCRBY', KEYS[1], ARGV[1]); "
+        "redis.call('HSET', KEYS[2], 'last', ARGV[1]); return v")
+    for i in range(200):
+        tag = f"{{acct{i}}}"
+        assert incr_by(keys=[f"bal:{tag}", f"meta:{tag}"], args=[i + 1]) == i + 1
+        assert incr_by(keys=[f"bal:{tag}", f"meta:{tag}"], args=[5]) == i + 6
+    for i in range(0, 200, 7):
+        tag = f"{{acct{i}}}"
+        assert rc.get(f"bal:{tag}") == str(i + 6).encode()
+        assert rc.hget(f"meta:{tag}", "last") == b"5"
+    # Effects replication: the replica holds the values, but never received the script.
+    _, replicas = masters_and_replicas(cluster)
+    sha = incr_by.sha
+    for r, m in replicas.items():
+        wait_until(lambda: r.call("DBSIZE") == m.call("DBSIZE"), 30, f"replica {r.name} to catch up")
+        assert r.call("SCRIPT", "EXISTS", sha) == [0], "EVALSHA itself was propagated"
+        assert m.call("SCRIPT", "EXISTS", sha) == [1]

@@ -246,6 +246,11 @@ pub struct Client {
     pub repl_capa_eof: bool,
     /// Set by PSYNC / SYNC / WAIT: work the connection task does after the command.
     pub pending_async: Option<crate::repl::AsyncOp>,
+    /// Whether used memory was over `maxmemory` when this command started (Redis's
+    /// `server.script_oom`, read by scripts).
+    pub script_oom: bool,
+    /// Effects of a script run inside EXEC, collected by EXEC in order (`script/`).
+    pub script_effects: Vec<(u32, Vec<Vec<u8>>)>,
 }
 
 impl Client {
@@ -277,6 +282,8 @@ impl Client {
             repl_ip: None,
             repl_capa_eof: false,
             pending_async: None,
+            script_oom: false,
+            script_effects: Vec::new(),
         }
     }
 

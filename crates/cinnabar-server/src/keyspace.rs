@@ -472,6 +472,20 @@ impl Db {
         g
     }
 
+    /// `lock` with a deadline: None when the slot stayed busy until `deadline`.
+    pub fn try_lock_until(
+        &self,
+        slot: u16,
+        deadline: std::time::Instant,
+    ) -> Option<MutexGuard<'_, Slot>> {
+        let mut g = self.slots[slot as usize].try_lock_until(deadline)?;
+        let epoch = self.snap.epoch.load(Ordering::Relaxed);
+        if epoch != 0 && g.snap_epoch != epoch {
+            self.snap.capture(self.index, slot, &mut g, epoch);
+        }
+        Some(g)
+    }
+
     pub fn index(&self) -> u32 {
         self.index
     }
@@ -611,16 +625,64 @@ impl<'a> LockSet<'a> {
         self.guards.is_empty()
     }
 
+    /// The guards stay sorted by (db, slot) (`lock` sorts, `acquire_more` inserts in
+    /// place): small sets are scanned, big ones (EXEC / scripts holding every slot)
+    /// binary-searched.
+    #[inline]
+    fn position(&self, db: u32, slot: u16) -> Option<usize> {
+        if self.guards.len() <= 8 {
+            self.guards
+                .iter()
+                .position(|(d, s, _)| *d == db && *s == slot)
+        } else {
+            self.guards
+                .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
+                .ok()
+        }
+    }
+
     #[inline]
     pub fn find(&mut self, db: u32, slot: u16) -> Option<&mut Slot> {
-        self.guards
-            .iter_mut()
-            .find(|(d, s, _)| *d == db && *s == slot)
-            .map(|(_, _, g)| &mut **g)
+        let i = self.position(db, slot)?;
+        Some(&mut *self.guards[i].2)
     }
 
     pub fn holds(&self, db: u32, slot: u16) -> bool {
-        self.guards.iter().any(|(d, s, _)| *d == db && *s == slot)
+        self.position(db, slot).is_some()
+    }
+
+    /// Adds the (db, slot) pairs not held yet, for a script whose commands reach keys it
+    /// did not declare. Deadlock-free with every other locker, which all lock in ascending
+    /// (db, slot) order and never wait while holding a higher slot: a pair above every
+    /// held one is waited for, one below is tried until `deadline` (a cycle is possible
+    /// only there, and the deadline breaks it). When a pair stays busy the pairs
+    /// taken before stay held, nothing is released. None when a pair stayed busy.
+    pub fn acquire_more(
+        &mut self,
+        ks: &'a Keyspace,
+        wanted: &[(u32, u16)],
+        deadline: std::time::Instant,
+    ) -> Option<()> {
+        let mut wanted: smallvec::SmallVec<[(u32, u16); 4]> = wanted.iter().copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for (db, slot) in wanted {
+            let pos = match self
+                .guards
+                .binary_search_by(|(d, s, _)| (*d, *s).cmp(&(db, slot)))
+            {
+                Ok(_) => continue,
+                Err(pos) => pos,
+            };
+            let d = ks.db(db as usize);
+            let guard = if pos == self.guards.len() {
+                d.lock(slot)
+            } else {
+                d.try_lock_until(slot, deadline)?
+            };
+            self.guards.insert(pos, (db, slot, guard));
+        }
+        Some(())
     }
 }
 

@@ -30,6 +30,7 @@ pub mod prefetch;
 pub mod pubsub;
 pub mod repl;
 pub mod replica;
+pub mod script;
 pub mod server;
 pub mod settings;
 pub mod stats;

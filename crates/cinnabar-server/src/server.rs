@@ -70,6 +70,8 @@ pub struct Server {
     pub migrate_cache: crate::cmd::migrate::MigrateCache,
     /// `maxmemory` and eviction (`evict.rs`).
     pub evict: crate::evict::Evictor,
+    /// Lua scripts cache and the running scripts (`script/`).
+    pub scripts: crate::script::ScriptCache,
 }
 
 /// (db, key) → clients blocked on it, in arrival order.
@@ -156,6 +158,7 @@ impl Server {
             shutdown_save: parking_lot::Mutex::new(None),
             migrate_cache: Default::default(),
             evict,
+            scripts: Default::default(),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Settings {
     pub enable_debug_command: String,
     pub slowlog_log_slower_than_us: i64,
     pub slowlog_max_len: u64,
+    /// `busy-reply-threshold` (alias `lua-time-limit`): when a running script is logged as slow.
+    pub busy_reply_threshold_ms: u64,
     pub cluster_enabled: bool,
     pub cluster_config_file: String,
     pub cluster_node_timeout_ms: u64,
@@ -259,6 +261,7 @@ impl Settings {
                 .parse()
                 .unwrap_or(10000),
             slowlog_max_len: num("slowlog-max-len", "128")?,
+            busy_reply_threshold_ms: num("busy-reply-threshold", "5000")?,
             cluster_enabled: b("cluster-enabled", "no")?,
             cluster_config_file: s("cluster-config-file", "nodes.conf"),
             cluster_node_timeout_ms: num("cluster-node-timeout", "15000")?,

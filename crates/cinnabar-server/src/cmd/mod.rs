@@ -303,6 +303,11 @@ impl OpenSlotCheck {
         }
     }
 
+    /// The verdict under locks the caller already holds (a script's `redis.call`).
+    pub(crate) fn verdict_here(&self, db: &mut DbView) -> Result<(), CmdError> {
+        self.verdict(db)
+    }
+
     /// The verdict with a lock of its own, for a command queued in MULTI (EXEC decides again
     /// under its own locks, see `cmd_exec`).
     fn verdict_locked(&self, srv: &Server, db_index: u32, now_ms: i64) -> Result<(), CmdError> {
@@ -316,7 +321,7 @@ impl OpenSlotCheck {
 /// slot, CROSSSLOT, cluster state, MIGRATE in open slots, then ASK / TRYAGAIN (returned as an
 /// [`OpenSlotCheck`] to run under the slot lock), READONLY replicas, then MOVED. EXEC is
 /// checked over all queued commands.
-fn cluster_check(
+pub(crate) fn cluster_check(
     srv: &Server,
     cl: &Client,
     spec: &CommandSpec,
@@ -471,7 +476,7 @@ pub fn stat_name(idx: usize) -> &'static str {
 }
 
 /// Commands that also touch another database (MOVE key db, COPY ... DB n).
-fn extra_db(spec: &CommandSpec, args: &[Bytes], db_count: usize) -> Option<u32> {
+pub(crate) fn extra_db(spec: &CommandSpec, args: &[Bytes], db_count: usize) -> Option<u32> {
     match spec.name {
         "move" => keys::parse_db_index(args.get(2)?)
             .ok()
@@ -559,10 +564,10 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
     // maxmemory (processCommand): evict first; when still over the limit, refuse commands that
     // may grow memory, and anything but EXEC/DISCARD/QUIT/RESET inside MULTI (queueing costs
     // memory too). The replication link is never refused.
-    if srv.evict.maxmemory_bytes.load(Ordering::Relaxed) != 0
+    cl.script_oom = srv.evict.maxmemory_bytes.load(Ordering::Relaxed) != 0
         && !cl.is_master
-        && crate::evict::perform(srv) == crate::evict::Outcome::OutOfMemory
-    {
+        && crate::evict::perform(srv) == crate::evict::Outcome::OutOfMemory;
+    if cl.script_oom {
         let is_exec = spec.name == "exec";
         let denyoom =
             spec.flags & flags::DENYOOM != 0 || (is_exec && multi_has_flag(cl, flags::DENYOOM));
@@ -915,6 +920,8 @@ pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
         let res = (spec.handler)(ctx, q);
         ctx.cl.in_exec = false;
         ctx.name = name;
+        // A script's effects, already rewritten, in their place in the transaction.
+        replicated.append(&mut ctx.cl.script_effects);
         if propagate && ctx.db.dirty > dirty_before {
             let is_write = spec.flags & flags::WRITE != 0 && res.is_ok();
             replicated.extend(crate::repl::rewrite(

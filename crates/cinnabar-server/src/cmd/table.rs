@@ -232,6 +232,63 @@ static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
     },
 ];
 
+static SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "load",
+        arity: 3,
+        flags: flags::NOSCRIPT | flags::STALE,
+        keys: Keys::None,
+        handler: crate::script::script_load,
+        subcommands: &[],
+        group: "script|load",
+    },
+    CommandSpec {
+        name: "exists",
+        arity: -3,
+        flags: flags::NOSCRIPT,
+        keys: Keys::None,
+        handler: crate::script::script_exists,
+        subcommands: &[],
+        group: "script|exists",
+    },
+    CommandSpec {
+        name: "flush",
+        arity: -2,
+        flags: flags::NOSCRIPT,
+        keys: Keys::None,
+        handler: crate::script::script_flush,
+        subcommands: &[],
+        group: "script|flush",
+    },
+    CommandSpec {
+        name: "kill",
+        arity: 2,
+        flags: flags::NOSCRIPT | flags::ALLOW_BUSY,
+        keys: Keys::None,
+        handler: crate::script::script_kill,
+        subcommands: &[],
+        group: "script|kill",
+    },
+    CommandSpec {
+        name: "debug",
+        arity: 3,
+        flags: flags::NOSCRIPT,
+        keys: Keys::None,
+        handler: crate::script::script_debug,
+        subcommands: &[],
+        group: "script|debug",
+    },
+    CommandSpec {
+        name: "help",
+        arity: 2,
+        flags: flags::LOADING | flags::STALE,
+        keys: Keys::None,
+        handler: crate::script::script_help,
+        subcommands: &[],
+        group: "script|help",
+    },
+];
+
 static MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "stats",
@@ -2198,6 +2255,52 @@ pub static COMMANDS: &[CommandSpec] = &[
         handler: zsets::zscan,
         subcommands: &[],
         group: "zscan",
+    },
+    // ---- scripting ----
+    CommandSpec {
+        name: "eval",
+        arity: -3,
+        flags: flags::NOSCRIPT | flags::STALE | flags::SKIP_MONITOR,
+        keys: Keys::Custom(crate::script::eval_keys),
+        handler: crate::script::cmd_eval,
+        subcommands: &[],
+        group: "eval",
+    },
+    CommandSpec {
+        name: "evalsha",
+        arity: -3,
+        flags: flags::NOSCRIPT | flags::STALE | flags::SKIP_MONITOR,
+        keys: Keys::Custom(crate::script::eval_keys),
+        handler: crate::script::cmd_evalsha,
+        subcommands: &[],
+        group: "evalsha",
+    },
+    CommandSpec {
+        name: "eval_ro",
+        arity: -3,
+        flags: flags::NOSCRIPT | flags::STALE | flags::SKIP_MONITOR | flags::READONLY,
+        keys: Keys::Custom(crate::script::eval_keys),
+        handler: crate::script::cmd_eval_ro,
+        subcommands: &[],
+        group: "eval_ro",
+    },
+    CommandSpec {
+        name: "evalsha_ro",
+        arity: -3,
+        flags: flags::NOSCRIPT | flags::STALE | flags::SKIP_MONITOR | flags::READONLY,
+        keys: Keys::Custom(crate::script::eval_keys),
+        handler: crate::script::cmd_evalsha_ro,
+        subcommands: &[],
+        group: "evalsha_ro",
+    },
+    CommandSpec {
+        name: "script",
+        arity: -2,
+        flags: 0,
+        keys: Keys::None,
+        handler: crate::script::script_help,
+        subcommands: SCRIPT_SUBCOMMANDS,
+        group: "script",
     },
     // ---- sort (data types) ----
     CommandSpec {
