@@ -192,23 +192,8 @@ local function fixp(ok, ...)
 end
 G.pcall = function(...) return fixp(rawpcall(...)) end
 
--- Library functions implemented in Rust raise userdata errors: re-raise them as the
--- position-prefixed strings luaL_error gives.
-local function fixc(ok, ...)
-  if ok then return ... end
-  return RAISE, plain((...))
-end
-local function wrapc(f)
-  return raising(function(...) return fixc(rawpcall(f, ...)) end)
-end
-for _, lib in ipairs({ 'cjson', 'cmsgpack', 'bit', 'struct' }) do
-  local t = G[lib]
-  if rawtype(t) == 'table' then
-    for k, v in pairs(t) do
-      if rawtype(v) == 'function' then t[k] = wrapc(v) end
-    end
-  end
-end
+-- The libraries (libs.rs: cjson, cmsgpack, bit, struct) raise plain Lua errors from C
+-- closures, as Redis's C libraries do: nothing to wrap.
 
 -- math.random over redisLrand48 (luaL_checkint / luaL_argcheck messages as in lmathlib).
 local function checkint(n, v, fname)
