@@ -225,7 +225,6 @@ struct Engine {
     funcs: HashMap<String, Function>,
     run: Function,
     cur: Table,
-    api: Table,
     env: Table,
     /// Scripts run on this state (drives the periodic GC step).
     scripts_run: u64,
@@ -324,6 +323,36 @@ impl Engine {
                 }
             })?,
         )?;
+        // redis.call / setresp / set_repl reach the running script through CURRENT_RUN
+        // (permanent functions: creating scoped ones per EVAL fed the Lua GC with userdata).
+        api.set(
+            "call",
+            lua.create_function(|lua, args: MultiValue| {
+                match CurrentRun::with(|run| script_call(run, lua, args)) {
+                    Some(r) => r,
+                    None => Ok((
+                        1,
+                        LuaValue::String(lua.create_string(
+                            "redis.call/pcall can only be called inside a script invocation",
+                        )?),
+                    )),
+                }
+            })?,
+        )?;
+        api.set(
+            "setresp",
+            lua.create_function(|_, v: i64| {
+                CurrentRun::with(|run| run.resp3 = v == 3);
+                Ok(())
+            })?,
+        )?;
+        api.set(
+            "set_repl",
+            lua.create_function(|_, v: i64| {
+                CurrentRun::with(|run| run.repl_flags = (v & 3) as u8);
+                Ok(())
+            })?,
+        )?;
         api.set(
             "ctramp",
             lua.create_function(|lua, (imp, sentinel): (Function, LuaValue)| {
@@ -372,7 +401,6 @@ impl Engine {
             funcs: HashMap::new(),
             run,
             cur,
-            api,
             env,
             scripts_run: 0,
         })
@@ -618,6 +646,46 @@ fn prepare_checks(ctx: &Ctx, script_flags: u32, ro: bool) -> CmdResult {
     Ok(())
 }
 
+thread_local! {
+    /// The script running on this thread: a `RefCell<Run>` on `run_script`'s stack, set only
+    /// while its Lua function runs (see `CurrentRun`).
+    static CURRENT_RUN: std::cell::Cell<*const ()> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Publishes a running script to the thread's `redis.call` callback for the guard's lifetime.
+struct CurrentRun {
+    prev: *const (),
+}
+
+impl CurrentRun {
+    fn enter(run: &RefCell<Run<'_, '_>>) -> CurrentRun {
+        let p = run as *const RefCell<Run<'_, '_>> as *const ();
+        CurrentRun {
+            prev: CURRENT_RUN.with(|c| c.replace(p)),
+        }
+    }
+
+    /// `f` on the running script; None outside a script (or if it is already borrowed).
+    fn with<R>(f: impl FnOnce(&mut Run<'_, '_>) -> R) -> Option<R> {
+        let p = CURRENT_RUN.with(|c| c.get());
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` was set by `enter` from a `RefCell<Run>` that outlives the guard, and
+        // the guard is dropped (resetting the pointer) before `run_script` returns; only the
+        // lifetimes are erased, the reference is used synchronously inside this call.
+        let cell = unsafe { &*(p as *const RefCell<Run<'static, 'static>>) };
+        let mut run = cell.try_borrow_mut().ok()?;
+        Some(f(&mut run))
+    }
+}
+
+impl Drop for CurrentRun {
+    fn drop(&mut self) {
+        CURRENT_RUN.with(|c| c.set(self.prev));
+    }
+}
+
 /// State of one running script, shared by the `redis.call` callback.
 struct Run<'c, 'a> {
     ctx: &'c mut Ctx<'a>,
@@ -707,25 +775,10 @@ fn run_script(
         e.cur
             .raw_set("ARGV", to_strings(argv).map_err(lua_err)?)
             .map_err(lua_err)?;
-        let result = lua.scope(|scope| {
-            let call = scope.create_function(|lua, args: MultiValue| {
-                let mut r = run.borrow_mut();
-                script_call(&mut r, lua, args)
-            })?;
-            let setresp = scope.create_function(|_, v: i64| {
-                run.borrow_mut().resp3 = v == 3;
-                Ok(())
-            })?;
-            let set_repl = scope.create_function(|_, v: i64| {
-                run.borrow_mut().repl_flags = (v & 3) as u8;
-                Ok(())
-            })?;
-            e.api.raw_set("call", call)?;
-            e.api.raw_set("setresp", setresp)?;
-            e.api.raw_set("set_repl", set_repl)?;
+        let result = (|| -> mlua::Result<Outcome> {
+            let _current = CurrentRun::enter(&run);
             let (ok, value): (bool, LuaValue) = e.run.call(f)?;
             let resp3 = run.borrow().resp3;
-            // Convert while the values are alive (inside the scope).
             let mut out = ReplyBuf::new(if caller_resp3 { Resp::V3 } else { Resp::V2 });
             let o = if ok {
                 let top_error = returned_error(&value);
@@ -741,10 +794,7 @@ fn run_script(
                 raised_error(&value, sha)
             };
             Ok(o)
-        });
-        let _ = e.api.raw_set("call", LuaValue::Nil);
-        let _ = e.api.raw_set("setresp", LuaValue::Nil);
-        let _ = e.api.raw_set("set_repl", LuaValue::Nil);
+        })();
         let _ = e.cur.raw_set("KEYS", LuaValue::Nil);
         let _ = e.cur.raw_set("ARGV", LuaValue::Nil);
         // Redis's LUA_GC_CYCLE_PERIOD: one incremental collector step every 50 scripts.
