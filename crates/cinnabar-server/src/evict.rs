@@ -297,7 +297,10 @@ fn sample_one(
     let start = rng.gen_range(0..SLOT_COUNT);
     for i in 0..SLOT_COUNT {
         let slot = ((start + i) % SLOT_COUNT) as u16;
-        let g = db.lock(slot);
+        // Held slots (a long script holds its slots until it ends) are skipped, not waited for.
+        let Some(g) = db.try_lock(slot) else {
+            continue;
+        };
         let n = if volatile {
             g.volatile() as usize
         } else {
@@ -370,7 +373,9 @@ fn pick(srv: &Server, ev: &Evictor, policy: Policy) -> Option<Candidate> {
 fn evict_key(srv: &Server, c: &Candidate) -> bool {
     let db = srv.keyspace.db(c.db);
     let removed = {
-        let mut g = db.lock(c.slot);
+        let Some(mut g) = db.try_lock(c.slot) else {
+            return false; // held (e.g. by a long script): another candidate goes instead
+        };
         let Some(e) = g.remove(&c.key) else {
             return false;
         };

@@ -42,7 +42,11 @@ pub fn active_expire_cycle(srv: &Server, cursor: &mut ExpireCursor, budget: Dura
             cursor.next_slot[dbi] = (slot + 1) % SLOT_COUNT;
             visited += 1;
             let removed = {
-                let mut g = db.lock(slot as u16);
+                // A held slot is skipped, not waited for: a script can hold its slots for
+                // long, and this loop also serves shutdown; the next pass gets the slot.
+                let Some(mut g) = db.try_lock(slot as u16) else {
+                    continue;
+                };
                 if g.volatile() == 0 {
                     continue;
                 }

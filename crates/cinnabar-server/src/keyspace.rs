@@ -472,6 +472,17 @@ impl Db {
         g
     }
 
+    /// `lock` without waiting: None when the slot is held.
+    #[inline]
+    pub fn try_lock(&self, slot: u16) -> Option<MutexGuard<'_, Slot>> {
+        let mut g = self.slots[slot as usize].try_lock()?;
+        let epoch = self.snap.epoch.load(Ordering::Relaxed);
+        if epoch != 0 && g.snap_epoch != epoch {
+            self.snap.capture(self.index, slot, &mut g, epoch);
+        }
+        Some(g)
+    }
+
     /// `lock` with a deadline: None when the slot stayed busy until `deadline`.
     pub fn try_lock_until(
         &self,
@@ -615,6 +626,37 @@ impl<'a> LockSet<'a> {
             guards.push((db, slot, ks.db(db as usize).lock(slot)));
         }
         LockSet { guards }
+    }
+
+    /// `lock` for the command path: a slot that stays held is waited for in 10 ms rounds, and
+    /// the wait is abandoned (None, nothing held) as soon as `give_up()` says so — a script
+    /// running past `busy-reply-threshold` holds its slots until it ends, and the waiting
+    /// worker must stay free to answer -BUSY, SCRIPT KILL and SHUTDOWN.
+    pub fn lock_polling(
+        ks: &'a Keyspace,
+        mut wanted: smallvec::SmallVec<[(u32, u16); 4]>,
+        give_up: impl Fn() -> bool,
+    ) -> Option<Self> {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut guards = smallvec::SmallVec::new();
+        for (db, slot) in wanted {
+            let d = ks.db(db as usize);
+            let g = match d.try_lock(slot) {
+                Some(g) => g,
+                None => loop {
+                    let round = std::time::Instant::now() + std::time::Duration::from_millis(10);
+                    if let Some(g) = d.try_lock_until(slot, round) {
+                        break g;
+                    }
+                    if give_up() {
+                        return None;
+                    }
+                },
+            };
+            guards.push((db, slot, g));
+        }
+        Some(LockSet { guards })
     }
 
     pub fn len(&self) -> usize {

@@ -434,16 +434,24 @@ pub fn blocked_redirect(srv: &Server, cl: &Client, keys: &[Bytes]) -> Option<Cmd
     }
 }
 
-/// Locks what `spec` needs for `args` in database `db`.
+/// `-BUSY`: a script has run past `busy-reply-threshold` (Redis's slowevalerr).
+fn busy_error() -> CmdError {
+    CmdError::msg(
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    )
+}
+
+/// Locks what `spec` needs for `args` in database `db`; None when a slot stayed held while a
+/// script went past `busy-reply-threshold` (the command then gets -BUSY).
 fn lock_for<'a>(
     srv: &'a Server,
     db: u32,
     spec: &CommandSpec,
     args: &[Bytes],
     keyslots: &[(usize, u16)],
-) -> LockSet<'a> {
+) -> Option<LockSet<'a>> {
     if spec.flags & flags::KEYSPACE_WIDE != 0 {
-        return LockSet::empty();
+        return Some(LockSet::empty());
     }
     let mut wanted: SmallVec<[(u32, u16); 4]> = keyslots.iter().map(|&(_, s)| (db, s)).collect();
     if let Some(target) = extra_db(spec, args, srv.keyspace.db_count()) {
@@ -451,7 +459,7 @@ fn lock_for<'a>(
             wanted.push((target, s));
         }
     }
-    LockSet::lock(&srv.keyspace, wanted)
+    LockSet::lock_polling(&srv.keyspace, wanted, || srv.scripts.is_busy())
 }
 
 /// Key positions of a command with each key's hash slot, computed once per command.
@@ -666,6 +674,15 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
         reply_error(srv, cl, out, &e);
         return;
     }
+    // A script running past busy-reply-threshold: only `allow_busy` commands (SCRIPT KILL,
+    // SHUTDOWN, the transaction commands ...) are served (processCommand's
+    // isInsideYieldingLongCommand check).
+    if spec.flags & flags::ALLOW_BUSY == 0 && !cl.is_master && srv.scripts.is_busy() {
+        if spec.name == "exec" {
+            return reject_exec(srv, cl, out, stat_idx, &busy_error());
+        }
+        return reject(srv, cl, out, stat_idx, &busy_error());
+    }
     if cl.multi.is_some()
         && !matches!(
             spec.name,
@@ -695,7 +712,10 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
     let locks = if flush_all_locked {
         crate::repl::lock_whole_dbs(srv, (spec.name == "flushdb").then_some(cl.db))
     } else {
-        lock_for(srv, cl.db, spec, args, &keyslots)
+        match lock_for(srv, cl.db, spec, args, &keyslots) {
+            Some(l) => l,
+            None => return reject(srv, cl, out, stat_idx, &busy_error()),
+        }
     };
     let mut db = DbView::new(&srv.keyspace, &srv.stats, cl.db, now_ms, locks);
     // An open slot (resharding): ASK / TRYAGAIN decided under the slot's lock, so a
@@ -863,9 +883,13 @@ pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
                 w.push((d, s));
             }
         }
-        LockSet::lock(&srv.keyspace, w)
+        LockSet::lock_polling(&srv.keyspace, w, || srv.scripts.is_busy())
     } else {
-        LockSet::lock(&srv.keyspace, wanted)
+        LockSet::lock_polling(&srv.keyspace, wanted, || srv.scripts.is_busy())
+    };
+    let Some(locks) = locks else {
+        ctx.srv.unwatch_all(ctx.cl);
+        return Err(busy_error());
     };
     ctx.db.locks = locks;
     ctx.db.all_locked = all;

@@ -91,6 +91,8 @@ pub struct ScriptCache {
     epoch: AtomicU64,
     body_bytes: AtomicU64,
     running: Mutex<Vec<Arc<RunFlags>>>,
+    /// Scripts running past `busy-reply-threshold` (other clients then get -BUSY).
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ScriptCache {
@@ -103,6 +105,12 @@ impl ScriptCache {
     pub fn memory_bytes(&self) -> u64 {
         let n = self.count() as u64;
         self.body_bytes.load(Ordering::Relaxed) + n * 96
+    }
+
+    /// Whether a script has run past `busy-reply-threshold` (and is still running).
+    #[inline]
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) != 0
     }
 
     fn get(&self, sha: &str) -> Option<Arc<Script>> {
@@ -234,6 +242,8 @@ struct Engine {
 /// script warning was logged.
 struct HookState {
     flags: Arc<RunFlags>,
+    /// The server's busy-script count, raised when this script passes the threshold.
+    busy: Arc<std::sync::atomic::AtomicUsize>,
     started: Instant,
     threshold_ms: u64,
     logged: bool,
@@ -381,6 +391,7 @@ impl Engine {
                         && h.started.elapsed() >= Duration::from_millis(h.threshold_ms)
                     {
                         h.logged = true;
+                        h.busy.fetch_add(1, Ordering::AcqRel);
                         crate::warning!(
                             "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the SCRIPT KILL command.",
                             h.started.elapsed().as_millis()
@@ -753,6 +764,7 @@ fn run_script(
     HOOK.with(|h| {
         *h.borrow_mut() = Some(HookState {
             flags: flags.clone(),
+            busy: srv.scripts.busy.clone(),
             started: Instant::now(),
             threshold_ms,
             logged: false,
@@ -804,7 +816,11 @@ fn run_script(
         }
         result.map_err(|err| err.to_string())
     });
-    HOOK.with(|h| *h.borrow_mut() = None);
+    if let Some(h) = HOOK.with(|h| h.borrow_mut().take()) {
+        if h.logged {
+            h.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
     let Run {
         effects, full_dbs, ..
     } = run.into_inner();
