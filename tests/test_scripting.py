@@ -237,3 +237,64 @@ def test_shutdown_nosave_ends_a_busy_script(make_server, kind):
             t.join(60)
         runner.close()
     assert busy_seen.is_set()
+
+
+LIB = ("#!lua name=counters\n"
+       "redis.register_function('bump', function(keys, args) return redis.call('INCRBY', keys[1], args[1]) end)\n"
+       "redis.register_function{function_name='peek', callback=function(keys) return redis.call('GET', keys[1]) end,"
+       " flags={'no-writes'}}")
+
+
+def test_function_dump_restore_interoperate(make_server):
+    """FUNCTION DUMP payloads are byte-identical to redis-server's and restore both ways."""
+    r, c = make_server("redis"), make_server("cinnabar")
+    rc, cc = r.conn(), c.conn()
+    for conn in (rc, cc):
+        assert conn.call("FUNCTION", "LOAD", LIB).to_py() == b"counters"
+    dump_r, dump_c = rc.call("FUNCTION", "DUMP").to_py(), cc.call("FUNCTION", "DUMP").to_py()
+    assert dump_r == dump_c
+    for conn, payload in ((rc, dump_c), (cc, dump_r)):
+        assert conn.call("FUNCTION", "RESTORE", payload).raw == b"-ERR Library counters already exists\r\n"
+        assert conn.call("FUNCTION", "RESTORE", payload, "REPLACE").to_py() == b"OK"
+        assert conn.call("FUNCTION", "FLUSH").to_py() == b"OK"
+        assert conn.call("FUNCTION", "RESTORE", payload).to_py() == b"OK"
+        assert conn.call("FCALL", "bump", "1", "n", "5").to_py() == 5
+        assert conn.call("FCALL_RO", "peek", "1", "n").to_py() == b"5"
+
+
+def test_functions_replicate(make_server):
+    # A redis-server replica gets FUNCTION LOAD as a command and the FCALL effects.
+    master = make_server("cinnabar")
+    replica = make_server("redis", [("replicaof", ["127.0.0.1", str(master.port)])])
+    mc, rc = master.conn(), replica.conn()
+    wait_for(link_up(rc), 20, "the redis-server replica's link to come up")
+    assert mc.call("FUNCTION", "LOAD", LIB).to_py() == b"counters"
+    for _ in range(3):
+        mc.call("FCALL", "bump", "1", "total", "2")
+    assert mc.call("WAIT", "1", "5000").to_py() == 1
+    wait_for(caught_up(mc, rc), 10, "the replica to apply FUNCTION LOAD and the effects")
+    assert rc.call("GET", "total").to_py() == b"6"
+    assert rc.call("FCALL_RO", "peek", "1", "total").to_py() == b"6"
+    # A Cinnabar replica attached later gets the library through the RDB of its full sync.
+    replica2 = make_server("cinnabar", [("replicaof", ["127.0.0.1", str(master.port)])])
+    r2 = replica2.conn()
+    wait_for(link_up(r2), 20, "the cinnabar replica's link to come up")
+    wait_for(caught_up(mc, r2), 10, "the cinnabar replica to finish its full sync")
+    assert r2.call("FCALL_RO", "peek", "1", "total").to_py() == b"6"
+    assert r2.call("FUNCTION", "LIST").to_py()[0][1] == b"counters"
+
+
+def test_functions_persist_in_the_rdb(servers):
+    """SAVE + restart: the RDB file holds the library."""
+    for kind in ("cinnabar", "redis"):
+        s = servers.new(kind, {"appendonly": "no", "save": ""})
+        s.start()
+        with s.conn() as c:
+            assert c.call("FUNCTION", "LOAD", LIB).to_py() == b"counters"
+            assert c.call("SAVE").to_py() == b"OK"
+        s.stop()
+        s.start()
+        with s.conn() as c:
+            assert c.call("FCALL", "bump", "1", "x", "4").to_py() == 4, kind
+            listing = c.call("FUNCTION", "LIST", "WITHCODE").to_py()
+            assert listing[0][-1] == LIB.encode(), kind

@@ -663,14 +663,14 @@ pub static DIRECTIVES: &[Directive] = &[
     yes(int("slowlog-max-len", None, M, 0, LONG_MAX, "128")),
     int("acllog-max-len", None, M, 0, LONG_MAX, "128"),
     // ---- long long ----
-    int(
+    yes(int(
         "busy-reply-threshold",
         Some("lua-time-limit"),
         M,
         0,
         LONG_MAX,
         "5000",
-    ),
+    )),
     yes(int("cluster-node-timeout", None, M, 0, LLONG_MAX, "15000")),
     yes(int(
         "slowlog-log-slower-than",
@@ -758,7 +758,15 @@ pub static DIRECTIVES: &[Directive] = &[
         US,
         "64",
     )),
-    mem("hll-sparse-max-bytes", None, M, 0, LONG_MAX, US, "3000"),
+    yes(mem(
+        "hll-sparse-max-bytes",
+        None,
+        M,
+        0,
+        LONG_MAX,
+        US,
+        "3000",
+    )),
     uint("tracking-table-max-keys", None, M, 0, LONG_MAX, "1000000"),
     yes(mem(
         "client-query-buffer-limit",

@@ -112,6 +112,11 @@ impl<R: Read> Input<R> {
         self.inner
     }
 
+    /// Bytes read so far.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed_bytes
+    }
+
     pub(crate) fn checksum_so_far(&self) -> u64 {
         self.digest.clone().finalize()
     }

@@ -6,7 +6,7 @@ use crate::decoder::{DecodeOptions, Input};
 use crate::encoder::{EncodeOptions, ValueWriter};
 use crate::error::{RdbError, Result};
 use crate::lzf::Compressor;
-use crate::model::RdbValue;
+use crate::model::{opcode, RdbValue};
 use crate::{CRC64, RDB_VERSION};
 
 /// Footer size: 2-byte version + 8-byte CRC64.
@@ -75,4 +75,54 @@ pub fn restore_payload(payload: &[u8], options: &DecodeOptions) -> Result<Restor
         rdb_type,
         rdb_version: version,
     })
+}
+
+/// Builds the payload `FUNCTION DUMP` returns: each library as FUNCTION2 + its code (an RDB
+/// string, compressed like Redis's), then the same footer as `DUMP`.
+pub fn functions_dump_payload(codes: &[Vec<u8>], options: &EncodeOptions) -> Result<Vec<u8>> {
+    let mut compressor = Compressor::new();
+    let mut payload = Vec::new();
+    for code in codes {
+        payload.push(opcode::FUNCTION2);
+        ValueWriter::new(options, &mut compressor).write_string(&mut payload, code);
+    }
+    payload.extend_from_slice(&(RDB_VERSION as u16).to_le_bytes());
+    let checksum = CRC64.checksum(&payload);
+    payload.extend_from_slice(&checksum.to_le_bytes());
+    Ok(payload)
+}
+
+/// Decodes a `FUNCTION RESTORE` payload: checks the footer (version ≤ 10, CRC64), then reads
+/// FUNCTION2 records to the end. Any other opcode is an error.
+pub fn functions_restore_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>> {
+    if payload.len() < FOOTER_BYTES {
+        return Err(RdbError::corrupt("DUMP payload too short"));
+    }
+    let body_len = payload.len() - FOOTER_BYTES;
+    let version = u16::from_le_bytes([payload[body_len], payload[body_len + 1]]);
+    if u32::from(version) > RDB_VERSION {
+        return Err(RdbError::UnsupportedVersion(u32::from(version)));
+    }
+    let mut stored = [0u8; 8];
+    stored.copy_from_slice(&payload[body_len + 2..]);
+    let expected = u64::from_le_bytes(stored);
+    let computed = CRC64.checksum(&payload[..body_len + 2]);
+    if computed != expected {
+        return Err(RdbError::ChecksumMismatch { expected, computed });
+    }
+    let body = &payload[..body_len];
+    let options = DecodeOptions {
+        input_len_bytes: Some(body.len() as u64),
+        ..DecodeOptions::default()
+    };
+    let mut input = Input::new(body, options);
+    let mut codes = Vec::new();
+    while input.consumed() < body.len() as u64 {
+        let op = input.read_u8()?;
+        if op != opcode::FUNCTION2 {
+            return Err(RdbError::corrupt("given type is not a function"));
+        }
+        codes.push(input.read_string()?);
+    }
+    Ok(codes)
 }

@@ -108,7 +108,9 @@ pub mod model;
 pub use decoder::{
     decode_rdb, decode_rdb_with_options, DecodeOptions, RdbDecoder, RdbFile, RdbItem,
 };
-pub use dump::{dump_payload, restore_payload, RestoredValue};
+pub use dump::{
+    dump_payload, functions_dump_payload, functions_restore_payload, restore_payload, RestoredValue,
+};
 pub use encoder::{encode_rdb, format_score, redis_aux_fields, EncodeOptions, RdbEncoder};
 pub use error::{RdbError, Result};
 pub use model::{opcode, rdb_type, RdbEntry, RdbValue};

@@ -26,6 +26,7 @@ pub mod coll;
 pub mod command_meta;
 pub mod connection;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod migrate;

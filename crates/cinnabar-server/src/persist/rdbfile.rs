@@ -89,6 +89,10 @@ pub fn write_image<W: std::io::Write>(
     for (k, v) in &aux {
         enc.write_aux(k, v).map_err(|e| e.to_string())?;
     }
+    // FUNCTION libraries (FUNCTION2 records), after the AUX fields as Redis writes them.
+    for code in srv.scripts.functions.lock().codes() {
+        enc.write_function(&code).map_err(|e| e.to_string())?;
+    }
     let n = snap.write_entries(&mut enc)?;
     enc.finish().map_err(|e| e.to_string())?;
     Ok(n)
@@ -288,6 +292,12 @@ pub fn load_rdb_then<R: std::io::Read>(
                         srv.repl.loading_rdb_used_mem.store(m, Ordering::Relaxed);
                     }
                 }
+                continue;
+            }
+            RdbItem::Function(code) => {
+                // rdbFunctionLoad: a library that fails to load fails the whole load.
+                crate::script::functions::create(srv, &bytes::Bytes::from(code), true)
+                    .map_err(|e| format!("Failed loading library, {e}"))?;
                 continue;
             }
             _ => continue,

@@ -42,6 +42,7 @@ use crate::error::{CmdError, CmdResult};
 use crate::keyspace::SLOT_COUNT;
 use crate::server::Server;
 
+pub mod functions;
 pub mod libs;
 
 /// Shebang flags (`#!lua flags=...`), Redis's SCRIPT_FLAG_*.
@@ -81,6 +82,9 @@ pub struct RunFlags {
     killed: AtomicBool,
     wrote: AtomicBool,
     from_master: bool,
+    /// The function's name for FCALL (None: an EVAL script).
+    function: Option<String>,
+    started: Instant,
 }
 
 /// The scripts cache shared by every worker, plus the running scripts (for SCRIPT KILL).
@@ -91,6 +95,8 @@ pub struct ScriptCache {
     epoch: AtomicU64,
     body_bytes: AtomicU64,
     running: Mutex<Vec<Arc<RunFlags>>>,
+    /// FUNCTION libraries (`functions.rs`).
+    pub functions: Mutex<functions::FunctionRegistry>,
     /// Scripts running past `busy-reply-threshold` (other clients then get -BUSY).
     busy: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -232,6 +238,15 @@ struct Engine {
     epoch: u64,
     funcs: HashMap<String, Function>,
     run: Function,
+    /// Runs a FUNCTION callback with (keys, args) under the error handler.
+    run_fn: Function,
+    /// Loads a library chunk: (ok, error value) of running it in load mode.
+    load_lib: Function,
+    /// The environment of library code (see prelude.lua).
+    fenv: Table,
+    /// FUNCTION callbacks by name, for the registry epoch `fn_epoch`.
+    fn_callbacks: HashMap<String, Function>,
+    fn_epoch: u64,
     cur: Table,
     env: Table,
     /// Scripts run on this state (drives the periodic GC step).
@@ -374,9 +389,17 @@ impl Engine {
                 }
             })?,
         )?;
+        api.set("fn_register", functions::register_api(&lua)?)?;
         api.set("version", "7.0.15")?;
         api.set("version_num", lua_version_num())?;
-        let (run, env, cur): (Function, Table, Table) = lua
+        let (run, env, cur, run_fn, load_lib, fenv): (
+            Function,
+            Table,
+            Table,
+            Function,
+            Function,
+            Table,
+        ) = lua
             .load(include_str!("prelude.lua"))
             .set_name("@cinnabar_api")
             .call(api.clone())?;
@@ -411,6 +434,11 @@ impl Engine {
             epoch,
             funcs: HashMap::new(),
             run,
+            run_fn,
+            load_lib,
+            fenv,
+            fn_callbacks: HashMap::new(),
+            fn_epoch: u64::MAX,
             cur,
             env,
             scripts_run: 0,
@@ -586,7 +614,16 @@ fn eval_generic(ctx: &mut Ctx, args: &[Bytes], by_sha: bool, ro: bool) -> CmdRes
     prepare_checks(ctx, script.flags, ro)?;
     let keys = &args[3..3 + numkeys as usize];
     let argv = &args[3 + numkeys as usize..];
-    run_script(ctx, &sha, &script, keys, argv, ro)
+    run_script(
+        ctx,
+        Target::Eval {
+            sha: &sha,
+            script: &script,
+        },
+        keys,
+        argv,
+        ro,
+    )
 }
 
 /// Compiles `body` on this thread (reporting shebang and syntax errors) and caches it.
@@ -713,21 +750,32 @@ struct Run<'c, 'a> {
     effects: Vec<(u32, Vec<Vec<u8>>)>,
 }
 
-fn run_script(
+/// What `run_script` runs: an EVAL script or a FUNCTION library's function.
+pub(crate) enum Target<'t> {
+    Eval { sha: &'t str, script: &'t Script },
+    Function { name: &'t str, flags: u32 },
+}
+
+pub(crate) fn run_script(
     ctx: &mut Ctx,
-    sha: &str,
-    script: &Script,
+    target: Target,
     keys: &[Bytes],
     argv: &[Bytes],
     ro: bool,
 ) -> CmdResult {
     let srv = ctx.srv;
-    let compat = script.flags & flag::EVAL_COMPAT != 0;
-    let (_, shebang_len) = parse_shebang(&script.body).map_err(CmdError::err)?;
+    let (script_flags, label, is_function) = match &target {
+        Target::Eval { sha, script } => (script.flags, *sha, false),
+        Target::Function { name, flags } => (*flags, *name, true),
+    };
+    let sha = label;
+    let compat = script_flags & flag::EVAL_COMPAT != 0;
     let flags = Arc::new(RunFlags {
         killed: AtomicBool::new(false),
         wrote: AtomicBool::new(false),
         from_master: ctx.cl.is_master,
+        function: is_function.then(|| label.to_string()),
+        started: Instant::now(),
     });
     srv.scripts.running.lock().push(flags.clone());
     let _unregister = Unregister {
@@ -751,8 +799,8 @@ fn run_script(
     let caller_resp3 = saved_resp == Resp::V3;
     let run = RefCell::new(Run {
         ctx: &mut *ctx,
-        read_only: ro || (!compat && script.flags & flag::NO_WRITES != 0),
-        allow_oom: !compat && script.flags & flag::ALLOW_OOM != 0,
+        read_only: ro || (!compat && script_flags & flag::NO_WRITES != 0),
+        allow_oom: !compat && script_flags & flag::ALLOW_OOM != 0,
         resp3: false,
         repl_flags: 3,
         propagate: srv.repl.needs_feed() && !srv.repl.is_replica(),
@@ -771,8 +819,7 @@ fn run_script(
         })
     });
     let outcome = with_engine(srv, |e| -> Result<Outcome, String> {
-        let f = e.function(sha, &script.body, shebang_len)?;
-        let lua = &e.lua;
+        let lua = &e.lua.clone();
         let to_strings = |items: &[Bytes]| -> mlua::Result<Table> {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, a) in items.iter().enumerate() {
@@ -781,15 +828,41 @@ fn run_script(
             Ok(t)
         };
         let lua_err = |err: mlua::Error| err.to_string();
-        e.cur
-            .raw_set("KEYS", to_strings(keys).map_err(lua_err)?)
-            .map_err(lua_err)?;
-        e.cur
-            .raw_set("ARGV", to_strings(argv).map_err(lua_err)?)
-            .map_err(lua_err)?;
+        let call = match &target {
+            Target::Eval { sha, script } => {
+                let (_, shebang_len) = parse_shebang(&script.body)?;
+                let f = e.function(sha, &script.body, shebang_len)?;
+                e.cur
+                    .raw_set("KEYS", to_strings(keys).map_err(lua_err)?)
+                    .map_err(lua_err)?;
+                e.cur
+                    .raw_set("ARGV", to_strings(argv).map_err(lua_err)?)
+                    .map_err(lua_err)?;
+                (
+                    e.run.clone(),
+                    MultiValue::from_vec(vec![LuaValue::Function(f)]),
+                )
+            }
+            Target::Function { name, .. } => {
+                e.ensure_functions(srv);
+                let Some(cb) = e.fn_callbacks.get(*name).cloned() else {
+                    return Err("ERR Function not found".into());
+                };
+                let k = to_strings(keys).map_err(lua_err)?;
+                let a = to_strings(argv).map_err(lua_err)?;
+                (
+                    e.run_fn.clone(),
+                    MultiValue::from_vec(vec![
+                        LuaValue::Function(cb),
+                        LuaValue::Table(k),
+                        LuaValue::Table(a),
+                    ]),
+                )
+            }
+        };
         let result = (|| -> mlua::Result<Outcome> {
             let _current = CurrentRun::enter(&run);
-            let (ok, value): (bool, LuaValue) = e.run.call(f)?;
+            let (ok, value): (bool, LuaValue) = call.0.call(call.1)?;
             let resp3 = run.borrow().resp3;
             let mut out = ReplyBuf::new(if caller_resp3 { Resp::V3 } else { Resp::V2 });
             let o = if ok {
@@ -1469,6 +1542,11 @@ pub fn script_flush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn script_kill(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
+    kill_running(ctx, false)
+}
+
+/// scriptKill for SCRIPT KILL (`functions` false) and FUNCTION KILL (true).
+pub(crate) fn kill_running(ctx: &mut Ctx, functions: bool) -> CmdResult {
     let running = ctx.srv.scripts.running.lock();
     if running.is_empty() {
         return Err(CmdError::msg("NOTBUSY No scripts in execution right now."));
@@ -1476,10 +1554,21 @@ pub fn script_kill(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     if running.iter().any(|f| f.from_master) {
         return Err(CmdError::msg("UNKILLABLE The busy script was sent by a master instance in the context of replication and cannot be killed."));
     }
-    if running.iter().any(|f| f.wrote.load(Ordering::Acquire)) {
+    let mine: Vec<&Arc<RunFlags>> = running
+        .iter()
+        .filter(|f| f.function.is_some() == functions)
+        .collect();
+    if mine.is_empty() {
+        return Err(CmdError::msg(if functions {
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        } else {
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        }));
+    }
+    if mine.iter().any(|f| f.wrote.load(Ordering::Acquire)) {
         return Err(CmdError::msg("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."));
     }
-    for f in running.iter() {
+    for f in mine {
         f.killed.store(true, Ordering::Release);
     }
     ctx.out.ok();

@@ -272,4 +272,110 @@ G.load = function(fn, name)
   return f, e
 end
 
-return run, env, cur
+-- FUNCTION libraries (function_lua.c). Library code and its callbacks share `fenv`: while
+-- a library loads it sees only `redis` = {register_function, log, LOG_*, REDIS_VERSION*};
+-- when a callback runs it sees what EVAL scripts see (without KEYS / ARGV: they are the
+-- callback's arguments).
+local slower = string.lower
+local FN_FLAGS = {
+  ['no-writes'] = true, ['allow-oom'] = true, ['allow-stale'] = true,
+  ['no-cluster'] = true, ['allow-cross-slot-keys'] = true,
+}
+local function is_str(v)
+  local t = rawtype(v)
+  return t == 'string' or t == 'number'
+end
+local register = raising(function(...)
+  local n = rawselect('#', ...)
+  if n < 1 or n > 2 then return RAISE, mkerr('wrong number of arguments to redis.register_function') end
+  local name, cb, desc
+  local flags = {}
+  if n == 1 then
+    local t = ...
+    if rawtype(t) ~= 'table' then
+      return RAISE, mkerr('calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).')
+    end
+    for k, v in pairs(t) do
+      if not is_str(k) then return RAISE, mkerr('named argument key given to redis.register_function is not a string') end
+      local key = slower(rawtostring(k))
+      if key == 'function_name' then
+        if not is_str(v) then return RAISE, mkerr('function_name argument given to redis.register_function must be a string') end
+        name = rawtostring(v)
+      elseif key == 'description' then
+        if not is_str(v) then return RAISE, mkerr('description argument given to redis.register_function must be a string') end
+        desc = rawtostring(v)
+      elseif key == 'callback' then
+        if rawtype(v) ~= 'function' then return RAISE, mkerr('callback argument given to redis.register_function must be a function') end
+        cb = v
+      elseif key == 'flags' then
+        if rawtype(v) ~= 'table' then return RAISE, mkerr('flags argument to redis.register_function must be a table representing function flags') end
+        local j = 1
+        while true do
+          local f = v[j]
+          if f == nil then break end
+          if not is_str(f) or not FN_FLAGS[slower(rawtostring(f))] then return RAISE, mkerr('unknown flag given') end
+          flags[#flags + 1] = slower(rawtostring(f))
+          j = j + 1
+        end
+      else
+        return RAISE, mkerr('unknown argument given to redis.register_function')
+      end
+    end
+    if name == nil then return RAISE, mkerr('redis.register_function must get a function name argument') end
+    if cb == nil then return RAISE, mkerr('redis.register_function must get a callback argument') end
+  else
+    local a, b = ...
+    if not is_str(a) then return RAISE, mkerr('first argument to redis.register_function must be a string') end
+    if rawtype(b) ~= 'function' then return RAISE, mkerr('second argument to redis.register_function must be a function') end
+    name, cb = rawtostring(a), b
+  end
+  local err = api.fn_register(name, cb, flags, desc)
+  if err then return RAISE, mkerr(err) end
+end)
+
+local function missing_global(_, k)
+  rawerror("Script attempted to access nonexistent global variable '" .. rawtostring(k) .. "'", 2)
+end
+local load_redis = rawsetmt({
+  register_function = register,
+  log = redis.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = api.version,
+  REDIS_VERSION_NUM = api.version_num,
+}, { __index = missing_global, __newindex = readonly, __metatable = false })
+local LOAD_G = { redis = load_redis }
+local loading = false
+local fenv = rawsetmt({}, {
+  __index = function(_, k)
+    if loading then
+      local v = LOAD_G[k]
+      if v == nil then
+        rawerror("Script attempted to access nonexistent global variable '" .. rawtostring(k) .. "'", 2)
+      end
+      return v
+    end
+    local v = G[k]
+    if v == nil then
+      rawerror("Script attempted to access nonexistent global variable '" .. rawtostring(k) .. "'", 2)
+    end
+    if rawtype(v) == 'table' then return proxy(v) end
+    return v
+  end,
+  __newindex = readonly,
+  __metatable = false,
+})
+
+local function run_fn(cb, keys, args)
+  local ok, r = xpcall(function() return cb(keys, args) end, handler)
+  return ok, r
+end
+
+-- Runs a compiled library chunk in load mode: (true) or (false, raw error value).
+local function load_lib(f)
+  loading = true
+  local ok, e = rawpcall(f)
+  loading = false
+  return ok, plain(e)
+end
+
+return run, env, cur, run_fn, load_lib, fenv
