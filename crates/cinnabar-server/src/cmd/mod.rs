@@ -25,6 +25,7 @@ pub mod blocking;
 pub mod coll;
 pub mod command_meta;
 pub mod connection;
+pub mod geo;
 pub mod hashes;
 pub mod hyperloglog;
 pub mod keys;
