@@ -78,8 +78,9 @@ fn bulk(buf: &[u8], pos: &mut usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// Which argument positions of a command with `argc` arguments are keys (ranges only;
-/// numkeys-style commands are skipped — a hint need not cover everything).
+/// Which argument positions of a command with `argc` arguments are keys (ranges only; of
+/// the numkeys-style commands only scripts are covered, in `window` — a hint need not cover
+/// everything).
 #[inline]
 fn is_key_pos(spec: &CommandSpec, argc: usize, i: usize) -> bool {
     match spec.keys {
@@ -127,11 +128,27 @@ pub fn window(ks: &Keyspace, db: u32, buf: &[u8]) -> usize {
             last_spec = crate::cmd::table::lookup(name).map(|(_, s)| s);
         }
         if let Some(spec) = last_spec {
+            // Scripts (EVAL family, FCALL): `numkeys` at argument 2, the keys right after.
+            let numkeys_at_2 = matches!(
+                spec.name,
+                "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+            );
+            let mut script_keys = 0usize;
             for i in 1..argc {
                 let Some((s, e)) = bulk(buf, &mut p) else {
                     break;
                 };
-                if keys.len() < WINDOW_KEYS && is_key_pos(spec, argc, i) {
+                let is_key = if numkeys_at_2 {
+                    if i == 2 {
+                        script_keys = cinnabar_protocol::parser::parse_i64(&buf[s..e])
+                            .filter(|n| *n > 0)
+                            .map_or(0, |n| n as usize);
+                    }
+                    i >= 3 && i - 3 < script_keys
+                } else {
+                    is_key_pos(spec, argc, i)
+                };
+                if keys.len() < WINDOW_KEYS && is_key {
                     keys.push((key_hash_slot(&buf[s..e]), s, e));
                 }
             }

@@ -31,6 +31,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub mod migrate;
+pub mod misc_cmds;
 pub mod pubsub;
 pub mod replication;
 pub mod server_cmds;

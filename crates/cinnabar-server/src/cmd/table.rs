@@ -375,6 +375,15 @@ static SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
 
 static MEMORY_SUBCOMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "doctor",
+        arity: 2,
+        flags: 0,
+        keys: Keys::None,
+        handler: super::misc_cmds::memory_doctor,
+        subcommands: &[],
+        group: "memory|doctor",
+    },
+    CommandSpec {
         name: "stats",
         arity: 2,
         flags: 0,
@@ -2458,6 +2467,24 @@ pub static COMMANDS: &[CommandSpec] = &[
         handler: crate::script::script_help,
         subcommands: SCRIPT_SUBCOMMANDS,
         group: "script",
+    },
+    CommandSpec {
+        name: "swapdb",
+        arity: 3,
+        flags: flags::WRITE | flags::FAST,
+        keys: Keys::None,
+        handler: super::misc_cmds::swapdb,
+        subcommands: &[],
+        group: "swapdb",
+    },
+    CommandSpec {
+        name: "lolwut",
+        arity: -1,
+        flags: flags::READONLY | flags::FAST,
+        keys: Keys::None,
+        handler: super::misc_cmds::lolwut,
+        subcommands: &[],
+        group: "lolwut",
     },
     // ---- geo (data types) ----
     CommandSpec {
