@@ -12,6 +12,26 @@ use crate::{CRC64, RDB_VERSION};
 /// Footer size: 2-byte version + 8-byte CRC64.
 const FOOTER_BYTES: usize = 10;
 
+/// Checks a payload's footer (RDB version at most 10, CRC64 when `verify`): the body
+/// before it and the version. The caller made sure the footer is there.
+fn check_footer(payload: &[u8], verify: bool) -> Result<(&[u8], u16)> {
+    let body_len = payload.len() - FOOTER_BYTES;
+    let version = u16::from_le_bytes([payload[body_len], payload[body_len + 1]]);
+    if u32::from(version) > RDB_VERSION {
+        return Err(RdbError::UnsupportedVersion(u32::from(version)));
+    }
+    let mut stored = [0u8; 8];
+    stored.copy_from_slice(&payload[body_len + 2..]);
+    let expected = u64::from_le_bytes(stored);
+    if verify {
+        let computed = CRC64.checksum(&payload[..body_len + 2]);
+        if computed != expected {
+            return Err(RdbError::ChecksumMismatch { expected, computed });
+        }
+    }
+    Ok((&payload[..body_len], version))
+}
+
 /// Builds the payload `DUMP` returns for `value`.
 pub fn dump_payload(value: &RdbValue, options: &EncodeOptions) -> Result<Vec<u8>> {
     let mut compressor = Compressor::new();
@@ -41,21 +61,7 @@ pub fn restore_payload(payload: &[u8], options: &DecodeOptions) -> Result<Restor
     if payload.len() < FOOTER_BYTES + 1 {
         return Err(RdbError::corrupt("DUMP payload too short"));
     }
-    let body_len = payload.len() - FOOTER_BYTES;
-    let version = u16::from_le_bytes([payload[body_len], payload[body_len + 1]]);
-    if u32::from(version) > RDB_VERSION {
-        return Err(RdbError::UnsupportedVersion(u32::from(version)));
-    }
-    let mut stored = [0u8; 8];
-    stored.copy_from_slice(&payload[body_len + 2..]);
-    let expected = u64::from_le_bytes(stored);
-    if options.verify_checksum {
-        let computed = CRC64.checksum(&payload[..body_len + 2]);
-        if computed != expected {
-            return Err(RdbError::ChecksumMismatch { expected, computed });
-        }
-    }
-    let body = &payload[..body_len];
+    let (body, version) = check_footer(payload, options.verify_checksum)?;
     let options = DecodeOptions {
         input_len_bytes: Some(body.len() as u64),
         ..options.clone()
@@ -98,19 +104,7 @@ pub fn functions_restore_payload(payload: &[u8]) -> Result<Vec<Vec<u8>>> {
     if payload.len() < FOOTER_BYTES {
         return Err(RdbError::corrupt("DUMP payload too short"));
     }
-    let body_len = payload.len() - FOOTER_BYTES;
-    let version = u16::from_le_bytes([payload[body_len], payload[body_len + 1]]);
-    if u32::from(version) > RDB_VERSION {
-        return Err(RdbError::UnsupportedVersion(u32::from(version)));
-    }
-    let mut stored = [0u8; 8];
-    stored.copy_from_slice(&payload[body_len + 2..]);
-    let expected = u64::from_le_bytes(stored);
-    let computed = CRC64.checksum(&payload[..body_len + 2]);
-    if computed != expected {
-        return Err(RdbError::ChecksumMismatch { expected, computed });
-    }
-    let body = &payload[..body_len];
+    let (body, _) = check_footer(payload, true)?;
     let options = DecodeOptions {
         input_len_bytes: Some(body.len() as u64),
         ..DecodeOptions::default()

@@ -378,11 +378,7 @@ pub fn function_delete(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 }
 
 pub fn function_flush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if args.len() > 3
-        || (args.len() == 3
-            && !args[2].eq_ignore_ascii_case(b"sync")
-            && !args[2].eq_ignore_ascii_case(b"async"))
-    {
+    if !super::flush_mode_ok(args) {
         return Err(CmdError::err(
             "FUNCTION FLUSH only supports SYNC|ASYNC option",
         ));

@@ -1528,12 +1528,17 @@ pub fn script_exists(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     Ok(())
 }
 
+/// SCRIPT FLUSH / FUNCTION FLUSH arguments: nothing, SYNC or ASYNC.
+pub(crate) fn flush_mode_ok(args: &[Bytes]) -> bool {
+    match args.len() {
+        2 => true,
+        3 => args[2].eq_ignore_ascii_case(b"sync") || args[2].eq_ignore_ascii_case(b"async"),
+        _ => false,
+    }
+}
+
 pub fn script_flush(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
-    if args.len() > 3
-        || (args.len() == 3
-            && !args[2].eq_ignore_ascii_case(b"sync")
-            && !args[2].eq_ignore_ascii_case(b"async"))
-    {
+    if !flush_mode_ok(args) {
         return Err(CmdError::err("SCRIPT FLUSH only support SYNC|ASYNC option"));
     }
     ctx.srv.scripts.flush();

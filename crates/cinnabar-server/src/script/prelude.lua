@@ -247,14 +247,20 @@ local function proxy(t)
   end
   return p
 end
+-- A global read by a script (called from an __index metamethod, not as a tail call, so
+-- level 3 is the script's frame): tables come back as read-only proxies.
+local function read_global(k)
+  local v = G[k]
+  if v == nil then
+    rawerror("Script attempted to access nonexistent global variable '" .. rawtostring(k) .. "'", 3)
+  end
+  if rawtype(v) == 'table' then return proxy(v) end
+  return v
+end
 local env = rawsetmt({}, {
   __index = function(_, k)
     if k == 'KEYS' or k == 'ARGV' then return cur[k] end
-    local v = G[k]
-    if v == nil then
-      rawerror("Script attempted to access nonexistent global variable '" .. rawtostring(k) .. "'", 2)
-    end
-    if rawtype(v) == 'table' then return proxy(v) end
+    local v = read_global(k)
     return v
   end,
   __newindex = readonly,
@@ -354,11 +360,7 @@ local fenv = rawsetmt({}, {
       end
       return v
     end
-    local v = G[k]
-    if v == nil then
-      rawerror("Script attempted to access nonexistent global variable '" .. rawtostring(k) .. "'", 2)
-    end
-    if rawtype(v) == 'table' then return proxy(v) end
+    local v = read_global(k)
     return v
   end,
   __newindex = readonly,
