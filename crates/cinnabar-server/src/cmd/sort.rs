@@ -80,11 +80,23 @@ fn lookup_pattern(ctx: &mut Ctx, pat: &[u8], subst: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Makes sure every slot in `slots` (of the selected db) is locked, re-taking the command's
-/// locks in order when some are missing.
+/// Makes sure every slot in `slots` (of the selected db) is locked: added to the held ones
+/// (`LockSet::acquire_more`, so EXEC and scripts keep their atomicity), or — when one stays
+/// busy past the deadline — by re-taking the command's locks in order.
 fn ensure_locked(ctx: &mut Ctx, slots: &[u16]) {
     let db = ctx.db.index;
     if ctx.db.all_locked || slots.iter().all(|&s| ctx.db.locks.holds(db, s)) {
+        return;
+    }
+    let more: SmallVec<[(u32, u16); 4]> = slots.iter().map(|&s| (db, s)).collect();
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(crate::script::LOCK_WAIT_MS);
+    if ctx
+        .db
+        .locks
+        .acquire_more(&ctx.srv.keyspace, &more, deadline)
+        .is_some()
+    {
         return;
     }
     let mut wanted: SmallVec<[(u32, u16); 4]> = SmallVec::new();
