@@ -361,6 +361,8 @@ pub fn memory_help(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
         ctx,
         &[
             "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return memory problems reports.",
             "MALLOC-STATS",
             "    Return internal statistics report from the memory allocator.",
             "PURGE",
