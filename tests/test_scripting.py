@@ -298,3 +298,56 @@ def test_functions_persist_in_the_rdb(servers):
             assert c.call("FCALL", "bump", "1", "x", "4").to_py() == 4, kind
             listing = c.call("FUNCTION", "LIST", "WITHCODE").to_py()
             assert listing[0][-1] == LIB.encode(), kind
+
+
+BUSY_FN = b"-BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.\r\n"
+
+
+@pytest.mark.parametrize("kind", ["redis", "cinnabar"])
+def test_function_kill_stops_a_busy_function(make_server, kind):
+    """A function past busy-reply-threshold: others get the FUNCTION KILL flavour of -BUSY,
+    SCRIPT KILL refuses (it is not an EVAL script), FUNCTION KILL stops it."""
+    s = make_server(kind, [("busy-reply-threshold", ["100"])])
+    with s.conn() as c:
+        assert c.call("FUNCTION", "LOAD", "#!lua name=spin\nredis.register_function{function_name='spin', "
+                      "callback=function() local i = 0 while true do i = i + 1 end end, flags={'no-writes'}}"
+                      ).to_py() == b"spin"
+    runner = s.conn(timeout=60)
+    runner.send_command("FCALL", "spin", "0")
+    done = threading.Event()
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def poll():
+        with RespConnection("127.0.0.1", s.port, timeout=60) as k:
+            while not done.is_set():
+                r = k.call("GET", "k")
+                with lock:
+                    seen.append(r.raw)
+                if r.raw == BUSY_FN:
+                    break
+                done.wait(0.02)
+            while not done.is_set():
+                r = k.call("SCRIPT", "KILL")
+                with lock:
+                    seen.append(r.raw)
+                r = k.call("FUNCTION", "KILL")
+                with lock:
+                    seen.append(r.raw)
+                if not r.is_error:
+                    return
+                done.wait(0.02)
+
+    threads = [threading.Thread(target=poll) for _ in range(12)]
+    for t in threads:
+        t.start()
+    try:
+        reply = runner.read_reply()
+    finally:
+        done.set()
+        for t in threads:
+            t.join(60)
+    assert reply.is_error and reply.value.startswith(b"ERR Script killed by user with SCRIPT KILL... script: spin"), reply.raw
+    assert BUSY_FN in seen, set(seen)
+    assert b"-" + BUSY[1:].replace(b"SCRIPT KILL", b"FUNCTION KILL") in seen  # SCRIPT KILL's refusal
+    assert b"+OK\r\n" in seen, set(seen)

@@ -708,19 +708,7 @@ fn human_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf" } else { "-inf" }.into();
     }
-    let mut s = c_fixed(d, 17);
-    if s.contains('.') {
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    if s == "-0" {
-        s = "0".into();
-    }
-    s
+    super::strings_ext::trim_human(c_fixed(d, 17))
 }
 
 /// `addReplyHumanLongDouble`: a bulk string in RESP2, a double in RESP3.

@@ -73,9 +73,7 @@ fn swap_databases(ctx: &mut Ctx, a: u32, b: u32) -> CmdResult {
             // they stay held until SWAPDB has its place in the replication stream / AOF.
             match LockSet::lock_polling(ks, wanted, || srv.scripts.is_busy()) {
                 Some(l) => ctx.db.locks = l,
-                None => return Err(CmdError::msg(
-                    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
-                )),
+                None => return Err(srv.scripts.busy_error()),
             }
         } else {
             // Inside EXEC or a script: other slots are held already (see LockSet::acquire_more

@@ -437,13 +437,6 @@ pub fn blocked_redirect(srv: &Server, cl: &Client, keys: &[Bytes]) -> Option<Cmd
     }
 }
 
-/// `-BUSY`: a script has run past `busy-reply-threshold` (Redis's slowevalerr).
-fn busy_error() -> CmdError {
-    CmdError::msg(
-        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
-    )
-}
-
 /// Locks what `spec` needs for `args` in database `db`; None when a slot stayed held while a
 /// script went past `busy-reply-threshold` (the command then gets -BUSY).
 fn lock_for<'a>(
@@ -682,9 +675,9 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
     // isInsideYieldingLongCommand check).
     if spec.flags & flags::ALLOW_BUSY == 0 && !cl.is_master && srv.scripts.is_busy() {
         if spec.name == "exec" {
-            return reject_exec(srv, cl, out, stat_idx, &busy_error());
+            return reject_exec(srv, cl, out, stat_idx, &srv.scripts.busy_error());
         }
-        return reject(srv, cl, out, stat_idx, &busy_error());
+        return reject(srv, cl, out, stat_idx, &srv.scripts.busy_error());
     }
     if cl.multi.is_some()
         && !matches!(
@@ -717,7 +710,7 @@ fn execute_inner(srv: &Server, cl: &mut Client, args: &[Bytes], out: &mut ReplyB
     } else {
         match lock_for(srv, cl.db, spec, args, &keyslots) {
             Some(l) => l,
-            None => return reject(srv, cl, out, stat_idx, &busy_error()),
+            None => return reject(srv, cl, out, stat_idx, &srv.scripts.busy_error()),
         }
     };
     let mut db = DbView::new(&srv.keyspace, &srv.stats, cl.db, now_ms, locks);
@@ -892,7 +885,7 @@ pub fn cmd_exec(ctx: &mut Ctx, _args: &[Bytes]) -> CmdResult {
     };
     let Some(locks) = locks else {
         ctx.srv.unwatch_all(ctx.cl);
-        return Err(busy_error());
+        return Err(srv.scripts.busy_error());
     };
     ctx.db.locks = locks;
     ctx.db.all_locked = all;

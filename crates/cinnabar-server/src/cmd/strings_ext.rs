@@ -491,19 +491,7 @@ impl LongDouble {
 
     /// `ld2string(..., LD_STR_HUMAN)`: `"%.17Lf"` without trailing zeros / point, `-0` → `0`.
     pub fn to_human_string(&self) -> String {
-        let mut s = self.format_fixed17();
-        if s.contains('.') {
-            while s.ends_with('0') {
-                s.pop();
-            }
-            if s.ends_with('.') {
-                s.pop();
-            }
-        }
-        if s == "-0" {
-            s = "0".into();
-        }
-        s
+        trim_human(self.format_fixed17())
     }
 }
 
@@ -1632,6 +1620,23 @@ pub fn bitfield(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
 
 pub fn bitfield_ro(ctx: &mut Ctx, args: &[Bytes]) -> CmdResult {
     bitfield_generic(ctx, args, true)
+}
+
+/// The LD_STR_HUMAN tail of `ld2string`: a fixed-point rendering without trailing zeros
+/// (and point), `-0` as `0`.
+pub(crate) fn trim_human(mut s: String) -> String {
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    if s == "-0" {
+        s = "0".into();
+    }
+    s
 }
 
 #[cfg(test)]

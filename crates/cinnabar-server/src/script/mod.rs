@@ -75,6 +75,39 @@ const MAX_REPLY_DEPTH: usize = 500;
 pub struct Script {
     pub body: Bytes,
     pub flags: u32,
+    /// Length of the shebang line (0 without one): the code compiled starts there.
+    pub shebang_len: usize,
+}
+
+/// Redis's slowevalerr / slowscripterr: the -BUSY reply while an EVAL script / a function
+/// runs past `busy-reply-threshold` (also SCRIPT KILL's and FUNCTION KILL's refusal when the
+/// other kind is running).
+pub const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
+
+/// Scripts running past `busy-reply-threshold`, all of them and the EVAL ones.
+#[derive(Default)]
+pub struct BusyCount {
+    total: std::sync::atomic::AtomicUsize,
+    evals: std::sync::atomic::AtomicUsize,
+}
+
+impl BusyCount {
+    fn add(&self, function: bool) {
+        if !function {
+            self.evals.fetch_add(1, Ordering::AcqRel);
+        }
+        self.total.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn sub(&self, function: bool) {
+        self.total.fetch_sub(1, Ordering::AcqRel);
+        if !function {
+            self.evals.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// What SCRIPT KILL needs to know about a running script.
@@ -98,7 +131,7 @@ pub struct ScriptCache {
     /// FUNCTION libraries (`functions.rs`).
     pub functions: Mutex<functions::FunctionRegistry>,
     /// Scripts running past `busy-reply-threshold` (other clients then get -BUSY).
-    busy: Arc<std::sync::atomic::AtomicUsize>,
+    busy: Arc<BusyCount>,
 }
 
 impl ScriptCache {
@@ -116,7 +149,17 @@ impl ScriptCache {
     /// Whether a script has run past `busy-reply-threshold` (and is still running).
     #[inline]
     pub fn is_busy(&self) -> bool {
-        self.busy.load(Ordering::Relaxed) != 0
+        self.busy.total.load(Ordering::Relaxed) != 0
+    }
+
+    /// The -BUSY reply for the scripts running now (processCommand: slowevalerr when the
+    /// busy one is an EVAL script, slowscripterr for a function).
+    pub fn busy_error(&self) -> CmdError {
+        CmdError::msg(if self.busy.evals.load(Ordering::Relaxed) != 0 {
+            BUSY_EVAL
+        } else {
+            BUSY_FUNCTION
+        })
     }
 
     fn get(&self, sha: &str) -> Option<Arc<Script>> {
@@ -257,8 +300,8 @@ struct Engine {
 /// script warning was logged.
 struct HookState {
     flags: Arc<RunFlags>,
-    /// The server's busy-script count, raised when this script passes the threshold.
-    busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// The server's busy-script counts, raised when this script passes the threshold.
+    busy: Arc<BusyCount>,
     started: Instant,
     threshold_ms: u64,
     logged: bool,
@@ -414,10 +457,12 @@ impl Engine {
                         && h.started.elapsed() >= Duration::from_millis(h.threshold_ms)
                     {
                         h.logged = true;
-                        h.busy.fetch_add(1, Ordering::AcqRel);
+                        let function = h.flags.function.is_some();
+                        h.busy.add(function);
                         crate::warning!(
-                            "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the SCRIPT KILL command.",
-                            h.started.elapsed().as_millis()
+                            "Slow script detected: still in execution after {} milliseconds. You can try killing the script using the {} command.",
+                            h.started.elapsed().as_millis(),
+                            if function { "FUNCTION KILL" } else { "SCRIPT KILL" }
                         );
                     }
                     h.flags.killed.load(Ordering::Acquire)
@@ -635,6 +680,7 @@ fn load_script(srv: &Server, body: &Bytes, sha: &str) -> Result<Arc<Script>, Cmd
         Script {
             body: body.clone(),
             flags,
+            shebang_len,
         },
     ))
 }
@@ -830,8 +876,7 @@ pub(crate) fn run_script(
         let lua_err = |err: mlua::Error| err.to_string();
         let call = match &target {
             Target::Eval { sha, script } => {
-                let (_, shebang_len) = parse_shebang(&script.body)?;
-                let f = e.function(sha, &script.body, shebang_len)?;
+                let f = e.function(sha, &script.body, script.shebang_len)?;
                 e.cur
                     .raw_set("KEYS", to_strings(keys).map_err(lua_err)?)
                     .map_err(lua_err)?;
@@ -891,7 +936,7 @@ pub(crate) fn run_script(
     });
     if let Some(h) = HOOK.with(|h| h.borrow_mut().take()) {
         if h.logged {
-            h.busy.fetch_sub(1, Ordering::AcqRel);
+            h.busy.sub(h.flags.function.is_some());
         }
     }
     let Run {
@@ -1194,7 +1239,7 @@ fn script_call(run: &mut Run, lua: &Lua, args: MultiValue) -> mlua::Result<(i32,
             .acquire_more(&srv.keyspace, &wanted, deadline)
             .is_none()
         {
-            return fail(b"-BUSYKEY Script attempted to access a key whose slot is held by another command (waited 1000 ms); declare every key the script uses in KEYS");
+            return fail(b"Script attempted to access a key whose slot is held by another command (waited 1000 ms); declare every key the script uses in KEYS");
         }
         if wide {
             run.full_dbs.push(db_index);
@@ -1565,9 +1610,9 @@ pub(crate) fn kill_running(ctx: &mut Ctx, functions: bool) -> CmdResult {
         .collect();
     if mine.is_empty() {
         return Err(CmdError::msg(if functions {
-            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+            BUSY_EVAL
         } else {
-            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+            BUSY_FUNCTION
         }));
     }
     if mine.iter().any(|f| f.wrote.load(Ordering::Acquire)) {
